@@ -1,0 +1,73 @@
+//! Shared request-parsing helpers: pagination and PATCH field changes.
+
+use actix_web::HttpResponse;
+use actix_web::http::header;
+use serde::Serialize;
+
+use crate::domain::values::ValueError;
+use crate::domain::{Change, FieldCheck, PageRequest};
+
+/// `limit` and `cursor` query parameters.
+pub fn page(check: &mut FieldCheck, limit: Option<&str>, cursor: Option<&str>) -> PageRequest {
+    let limit = check
+        .check_opt("limit", limit, PageRequest::parse_limit)
+        .flatten()
+        .unwrap_or(crate::domain::page::DEFAULT_LIMIT);
+    let after = check.check_opt("cursor", cursor, PageRequest::parse_cursor).flatten().unwrap_or(0);
+    PageRequest { after, limit }
+}
+
+/// A PATCH field that may be changed but not cleared.
+pub fn set_only<T>(
+    check: &mut FieldCheck,
+    field: &str,
+    input: Option<Option<String>>,
+    parse: impl FnOnce(&str) -> Result<T, ValueError>,
+) -> Option<T> {
+    match input {
+        None => None,
+        Some(None) => {
+            check.fail(field, "must not be null");
+            None
+        }
+        Some(Some(raw)) => check.check(field, parse(&raw)),
+    }
+}
+
+/// A PATCH field that may be changed or cleared with `null`.
+pub fn change<T>(
+    check: &mut FieldCheck,
+    field: &str,
+    input: Option<Option<String>>,
+    parse: impl FnOnce(&str) -> Result<T, ValueError>,
+) -> Change<T> {
+    match input {
+        None => Change::Keep,
+        Some(None) => Change::Clear,
+        Some(Some(raw)) => check.check(field, parse(&raw)).map_or(Change::Keep, Change::Set),
+    }
+}
+
+/// An optional version for compare-and-swap updates.
+pub fn version(check: &mut FieldCheck, version: Option<i64>) -> Option<i64> {
+    match version {
+        Some(v) if v < 1 => {
+            check.fail("version", "must be a positive whole number");
+            None
+        }
+        v => v,
+    }
+}
+
+/// 201 with a Location header.
+pub fn created(location: String, body: &impl Serialize) -> HttpResponse {
+    HttpResponse::Created().insert_header((header::LOCATION, location)).json(body)
+}
+
+/// Collects errors from `check`; if there are none, returns the value from `build`.
+pub fn finish<T>(check: FieldCheck, build: impl FnOnce() -> Option<T>) -> Result<T, crate::error::ApiError> {
+    if !check.is_ok() {
+        return Err(crate::error::ApiError::Validation(check.into_errors()));
+    }
+    build().ok_or_else(|| crate::error::ApiError::invalid("body", "is invalid"))
+}

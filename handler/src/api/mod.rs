@@ -1,0 +1,147 @@
+//! HTTP routes, one module per resource. The route table below is the single source of truth:
+//! it registers the actix routes, and tests check it against every `functions/*/function.json`
+//! (so the Functions host and the handler always agree on what exists).
+
+pub mod doctors;
+pub mod extract;
+pub mod health;
+pub mod input;
+pub mod patients;
+pub mod specialties;
+
+use actix_web::http::Method;
+use actix_web::web;
+
+/// Who the Functions host lets through to a function (function.json `authLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthLevel {
+    Anonymous,
+    Function,
+}
+
+impl AuthLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthLevel::Anonymous => "anonymous",
+            AuthLevel::Function => "function",
+        }
+    }
+}
+
+/// One HTTP function's method on one route.
+pub struct ApiRoute {
+    /// The Azure Function (folder under `functions/`) that serves this route.
+    pub function: &'static str,
+    pub method: Method,
+    /// The route as written in function.json (no `api/` prefix), with its constraints.
+    pub route: &'static str,
+    pub auth_level: AuthLevel,
+    pub handler: fn() -> actix_web::Route,
+}
+
+impl ApiRoute {
+    /// The actix path: `/api/` + the route without `{name:constraint}` constraints.
+    pub fn path(&self) -> String {
+        format!("/api/{}", strip_constraints(self.route))
+    }
+}
+
+/// `doctors/{id:int}` → `doctors/{id}`.
+pub fn strip_constraints(route: &str) -> String {
+    let mut out = String::with_capacity(route.len());
+    let mut in_param = false;
+    let mut skipping = false;
+    for c in route.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push(c);
+            }
+            '}' => {
+                in_param = false;
+                skipping = false;
+                out.push(c);
+            }
+            ':' if in_param => skipping = true,
+            _ if skipping => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+macro_rules! route {
+    ($function:literal, $method:ident, $route:literal, $level:ident, $handler:path) => {
+        ApiRoute {
+            function: $function,
+            method: Method::$method,
+            route: $route,
+            auth_level: AuthLevel::$level,
+            handler: || web::route().method(Method::$method).to($handler),
+        }
+    };
+}
+
+/// Every HTTP route the handler serves.
+pub fn routes() -> Vec<ApiRoute> {
+    vec![
+        route!("Health", GET, "health", Anonymous, health::get),
+        route!("Specialties", GET, "specialties", Function, specialties::list),
+        route!("Specialties", POST, "specialties", Function, specialties::create),
+        route!("Specialty", GET, "specialties/{id:int}", Function, specialties::get),
+        route!("Specialty", PATCH, "specialties/{id:int}", Function, specialties::update),
+        route!("Doctors", GET, "doctors", Function, doctors::list),
+        route!("Doctors", POST, "doctors", Function, doctors::create),
+        route!("Doctor", GET, "doctors/{id:int}", Function, doctors::get),
+        route!("Doctor", PATCH, "doctors/{id:int}", Function, doctors::update),
+        route!("Patients", GET, "patients", Function, patients::list),
+        route!("Patients", POST, "patients", Function, patients::create),
+        route!("Patient", GET, "patients/{id:int}", Function, patients::get),
+        route!("Patient", PATCH, "patients/{id:int}", Function, patients::update),
+    ]
+}
+
+/// Registers every route, grouped by path so one resource answers 405 for a method it lacks.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let table = routes();
+    let mut paths: Vec<String> = table.iter().map(ApiRoute::path).collect();
+    paths.dedup();
+    for path in paths {
+        let mut resource = web::resource(path.as_str());
+        for r in table.iter().filter(|r| r.path() == path) {
+            resource = resource.route((r.handler)());
+        }
+        cfg.service(resource.default_service(web::to(method_not_allowed)));
+    }
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, crate::error::ApiError> {
+    Err(crate::error::ApiError::MethodNotAllowed)
+}
+
+/// Anything not routed: a JSON 404 like every other error.
+pub async fn not_found() -> Result<actix_web::HttpResponse, crate::error::ApiError> {
+    Err(crate::error::ApiError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraints_are_stripped() {
+        assert_eq!(strip_constraints("doctors/{id:int}/slots"), "doctors/{id}/slots");
+        assert_eq!(strip_constraints("health"), "health");
+    }
+
+    #[test]
+    fn each_function_has_one_route_and_one_auth_level() {
+        let table = routes();
+        for r in &table {
+            for other in table.iter().filter(|o| o.function == r.function) {
+                assert_eq!(other.route, r.route, "{} serves one route", r.function);
+                assert_eq!(other.auth_level, r.auth_level, "{}", r.function);
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! A realistic demo clinic, loaded by `handler seed-demo` or `handler serve --demo-data`.
+//! Loading twice changes nothing: existing rows (same code, email or username) are kept.
+//! Every person here is fictional; addresses use reserved example domains.
+
+use chrono::NaiveDate;
+
+use crate::domain::doctor::{DoctorFilter, NewDoctor};
+use crate::domain::patient::NewPatient;
+use crate::domain::specialty::NewSpecialty;
+use crate::domain::values::{
+    EmailAddress, Gender, LongText, PersonName, Phone, SpecialtyCode, TimeZone, Title, ValueError,
+};
+use crate::domain::{PageRequest, SpecialtyId};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DemoReport {
+    pub created: u32,
+    pub already_present: u32,
+}
+
+const SPECIALTIES: &[(&str, &str, &str)] = &[
+    ("cardiology", "Cardiology", "Heart and blood vessels: chest pain, arrhythmia, hypertension."),
+    ("dermatology", "Dermatology", "Skin, hair and nails."),
+    ("neurology", "Neurology", "Brain, spine and nerves: headaches, epilepsy, movement disorders."),
+    ("pediatrics", "Pediatrics", "Children from birth to 18."),
+    ("orthopedics", "Orthopedics", "Bones, joints and sports injuries."),
+    ("endocrinology", "Endocrinology", "Diabetes, thyroid and hormone disorders."),
+];
+
+/// (name, specialty code, email, IANA zone, bio): zones cover DST in both hemispheres and none.
+const DOCTORS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "Dr. Amara Okafor",
+        "cardiology",
+        "amara.okafor@clinic.example",
+        "America/New_York",
+        "Interventional cardiologist, 15 years in practice.",
+    ),
+    ("Dr. Lukas Becker", "cardiology", "lukas.becker@clinic.example", "Europe/Berlin", "Heart rhythm specialist."),
+    (
+        "Dr. Priya Raman",
+        "dermatology",
+        "priya.raman@clinic.example",
+        "Asia/Kolkata",
+        "Medical and paediatric dermatology.",
+    ),
+    ("Dr. Hiroshi Tanaka", "neurology", "hiroshi.tanaka@clinic.example", "Asia/Tokyo", "Headache and epilepsy clinic."),
+    (
+        "Dr. Sofia Marquez",
+        "pediatrics",
+        "sofia.marquez@clinic.example",
+        "America/Los_Angeles",
+        "General paediatrics and vaccinations.",
+    ),
+    (
+        "Dr. Liam O'Connor",
+        "orthopedics",
+        "liam.oconnor@clinic.example",
+        "Europe/Dublin",
+        "Knee and shoulder surgery, sports medicine.",
+    ),
+    (
+        "Dr. Chloe Nguyen",
+        "endocrinology",
+        "chloe.nguyen@clinic.example",
+        "Australia/Sydney",
+        "Type 1 and type 2 diabetes care.",
+    ),
+    ("Dr. Kwame Mensah", "neurology", "kwame.mensah@clinic.example", "UTC", "Telehealth neurology consultations."),
+];
+
+/// (username, name, email, phone, birth date, gender)
+type DemoPatient = (&'static str, &'static str, &'static str, Option<&'static str>, &'static str, Option<&'static str>);
+const PATIENTS: &[DemoPatient] = &[
+    ("ana.lopez", "Ana López", "ana.lopez@example.org", Some("+1 555 0100 101"), "1984-02-29", Some("female")),
+    ("ben.carter", "Ben Carter", "ben.carter@example.org", Some("+44 20 7946 0101"), "1975-11-03", Some("male")),
+    ("chen.wei", "Chen Wei", "chen.wei@example.org", None, "1992-06-17", Some("male")),
+    ("dana.kowalski", "Dana Kowalski", "dana.k@example.org", Some("+48 22 555 0102"), "2001-09-09", Some("female")),
+    ("elif.yilmaz", "Elif Yılmaz", "elif.yilmaz@example.org", None, "1968-03-21", Some("female")),
+    ("femi.adeyemi", "Femi Adeyemi", "femi.adeyemi@example.net", Some("+234 1 555 0103"), "1989-12-01", Some("male")),
+    ("greta.lind", "Greta Lind", "greta.lind@example.net", None, "1957-07-30", Some("female")),
+    ("hugo.martin", "Hugo Martin", "hugo.martin@example.net", Some("+33 1 55 50 01 04"), "2015-04-12", Some("male")),
+    ("isla.morrison", "Isla Morrison", "isla.morrison@example.com", None, "1999-01-05", Some("other")),
+    ("jonas.weber", "Jonas Weber", "jonas.weber@example.com", Some("+49 30 5550105"), "1980-10-10", None),
+    ("kiri.walker", "Kiri Walker", "kiri.walker@example.com", None, "1972-05-14", Some("female")),
+    ("leo.rossi", "Leo Rossi", "leo.rossi@example.com", Some("+39 06 5550 106"), "2010-08-22", Some("male")),
+];
+
+fn invalid(e: ValueError) -> StoreError {
+    StoreError::Other(format!("demo data is invalid: {}", e.0).into())
+}
+
+/// Counts a created row, or an existing one (a duplicate key means it was loaded before).
+fn tally<T>(report: &mut DemoReport, result: Result<T, StoreError>) -> Result<(), StoreError> {
+    match result {
+        Ok(_) => report.created += 1,
+        Err(StoreError::Duplicate { .. }) => report.already_present += 1,
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
+    let mut report = DemoReport::default();
+    for (code, name, description) in SPECIALTIES {
+        let new = NewSpecialty {
+            code: SpecialtyCode::parse(code).map_err(invalid)?,
+            name: Title::parse(name).map_err(invalid)?,
+            description: Some(LongText::parse(description).map_err(invalid)?),
+        };
+        tally(&mut report, store.create_specialty(new).await)?;
+    }
+    let specialties =
+        store.list_specialties(PageRequest { after: 0, limit: crate::domain::page::MAX_LIMIT }).await?.items;
+    let specialty_id = |code: &str| -> Result<SpecialtyId, StoreError> {
+        specialties
+            .iter()
+            .find(|s| s.code.as_str() == code)
+            .map(|s| s.id)
+            .ok_or_else(|| StoreError::Other(format!("demo specialty {code} is missing").into()))
+    };
+    for (name, specialty, email, zone, bio) in DOCTORS {
+        let new = NewDoctor {
+            name: PersonName::parse(name).map_err(invalid)?,
+            specialty_id: specialty_id(specialty)?,
+            email: EmailAddress::parse(email).map_err(invalid)?,
+            time_zone: TimeZone::parse(zone).map_err(invalid)?,
+            bio: Some(LongText::parse(bio).map_err(invalid)?),
+        };
+        tally(&mut report, store.create_doctor(new).await)?;
+    }
+    for (username, name, email, phone, born, gender) in PATIENTS {
+        let new = NewPatient {
+            username: crate::domain::values::Username::parse(username).map_err(invalid)?,
+            name: PersonName::parse(name).map_err(invalid)?,
+            email: EmailAddress::parse(email).map_err(invalid)?,
+            phone: phone.map(Phone::parse).transpose().map_err(invalid)?,
+            date_of_birth: NaiveDate::parse_from_str(born, "%Y-%m-%d")
+                .map_err(|_| invalid(ValueError("bad demo birth date".into())))?,
+            gender: gender.map(Gender::parse).transpose().map_err(invalid)?,
+        };
+        tally(&mut report, store.create_patient(new).await)?;
+    }
+    // Touch the doctor list once so a broken filter query fails the seed, not the first user.
+    store.list_doctors(DoctorFilter::default(), PageRequest::default()).await?;
+    Ok(report)
+}

@@ -1,0 +1,175 @@
+//! Standalone mode runs the timer functions itself, on the NCRONTAB schedules from their
+//! function.json (UTC, six fields with seconds, 0 = Sunday), through the same entry point the
+//! host would POST to. Like the host, a run never overlaps the previous one of the same function,
+//! and occurrences missed while a run was busy are skipped, not queued.
+
+use actix_web::web;
+use chrono::{DateTime, Utc};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::manifest::{self, TimerSpec};
+use super::payload::InvokeRequest;
+use super::{RunInvocation, invocations};
+use crate::startup::AppState;
+
+#[derive(Debug, thiserror::Error)]
+#[error("timer {function}: {problem}")]
+pub struct TimerError {
+    pub function: String,
+    pub problem: String,
+}
+
+/// Parses an NCRONTAB expression (`{second} {minute} {hour} {day} {month} {day-of-week}`).
+pub fn parse_schedule(expr: &str) -> Result<Cron, String> {
+    CronParser::builder()
+        .seconds(Seconds::Required)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr.trim())
+        .map_err(|e| e.to_string())
+}
+
+/// A timer ready to run: its spec, parsed schedule and entry point.
+pub struct ScheduledTimer {
+    pub spec: TimerSpec,
+    pub schedule: Cron,
+    run: RunInvocation,
+}
+
+impl ScheduledTimer {
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.find_next_occurrence(&t, false).ok()
+    }
+}
+
+/// Every timer function, with schedules expanded (`%AppSetting%`) and parsed; any error names
+/// the function so a bad schedule fails the start.
+pub fn scheduled_timers(lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<ScheduledTimer>, TimerError> {
+    let functions = manifest::all().map_err(|e| TimerError { function: e.name.clone(), problem: e.problem.clone() })?;
+    let entry_points = invocations();
+    let mut timers = Vec::new();
+    for spec in functions.iter().filter_map(manifest::Function::timer) {
+        let fail = |problem: String| TimerError { function: spec.function.to_owned(), problem };
+        let expr = manifest::expand_settings(&spec.schedule, &lookup).map_err(fail)?;
+        let schedule = parse_schedule(&expr).map_err(|e| fail(format!("schedule `{expr}`: {e}")))?;
+        let run = entry_points
+            .iter()
+            .find(|i| i.function == spec.function)
+            .map(|i| i.run)
+            .ok_or_else(|| fail("has no invocation route in the handler".into()))?;
+        timers.push(ScheduledTimer { spec, schedule, run });
+    }
+    Ok(timers)
+}
+
+/// Runs each timer until `shutdown` turns true.
+pub fn spawn_all(timers: Vec<ScheduledTimer>, state: web::Data<AppState>, shutdown: watch::Receiver<bool>) {
+    for timer in timers {
+        tokio::spawn(run_timer(timer, state.clone(), shutdown.clone()));
+    }
+}
+
+async fn run_timer(timer: ScheduledTimer, state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let name = timer.spec.function;
+    let mut last: Option<DateTime<Utc>> = None;
+    if timer.spec.run_on_startup {
+        invoke_once(&timer, &state, last, false).await;
+        last = Some(Utc::now());
+    }
+    loop {
+        let now = Utc::now();
+        let Some(next) = timer.next_after(now) else {
+            tracing::warn!(function = name, "timer schedule has no future occurrence; timer stopped");
+            return;
+        };
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        // Past due when the previous run finished after this occurrence was due (as the host
+        // reports it after downtime).
+        let past_due = Utc::now() - next > chrono::Duration::seconds(60);
+        invoke_once(&timer, &state, last, past_due).await;
+        last = Some(next);
+    }
+}
+
+async fn invoke_once(timer: &ScheduledTimer, state: &web::Data<AppState>, last: Option<DateTime<Utc>>, past_due: bool) {
+    let now = Utc::now();
+    let payload = json!({
+        "Data": { timer.spec.binding.clone(): {
+            "Schedule": { "AdjustForDST": true },
+            "ScheduleStatus": last.map(|l| json!({
+                "Last": l.to_rfc3339(),
+                "Next": timer.next_after(now).map(|n| n.to_rfc3339()),
+                "LastUpdated": now.to_rfc3339(),
+            })),
+            "IsPastDue": past_due,
+        }},
+        "Metadata": { "sys": {
+            "MethodName": timer.spec.function,
+            "UtcNow": now.to_rfc3339(),
+            "RandGuid": uuid::Uuid::new_v4().to_string(),
+        }},
+    });
+    let request = match serde_json::from_value::<InvokeRequest>(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(function = timer.spec.function, cause = %e, "timer payload could not be built");
+            return;
+        }
+    };
+    match (timer.run)(state.clone(), request).await {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(function = timer.spec.function, cause = %crate::error::error_chain(&e), "timer run failed")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, TimeZone, Timelike, Weekday};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn ncrontab_weekdays_start_on_sunday_at_zero() {
+        let weekdays = parse_schedule("0 0 6 * * 1-5").unwrap();
+        // 2026-12-05 is a Saturday: the next match is Monday 7 December.
+        let next = weekdays.find_next_occurrence(&at("2026-12-05T00:00:00Z"), false).unwrap();
+        assert_eq!(next.weekday(), Weekday::Mon);
+        assert_eq!(next.hour(), 6);
+        let sunday = parse_schedule("0 0 6 * * 0").unwrap();
+        assert_eq!(sunday.find_next_occurrence(&at("2026-12-03T00:00:00Z"), false).unwrap().weekday(), Weekday::Sun);
+        assert!(parse_schedule("0 30 9 * * Mon").is_ok());
+    }
+
+    #[test]
+    fn six_fields_are_required() {
+        assert!(parse_schedule("*/5 * * * *").is_err());
+        assert!(parse_schedule("not a schedule").is_err());
+        let every5 = parse_schedule("0 */5 * * * *").unwrap();
+        let next = every5.find_next_occurrence(&Utc.with_ymd_and_hms(2026, 12, 3, 10, 1, 0).unwrap(), false);
+        assert_eq!(next.unwrap(), Utc.with_ymd_and_hms(2026, 12, 3, 10, 5, 0).unwrap());
+    }
+
+    #[test]
+    fn embedded_timers_have_valid_schedules_and_entry_points() {
+        let timers = scheduled_timers(|_| None).unwrap();
+        assert!(timers.iter().any(|t| t.spec.function == "ReminderSweep"));
+        for t in &timers {
+            assert!(!t.spec.run_on_startup, "{} must not run on startup in production", t.spec.function);
+        }
+    }
+}

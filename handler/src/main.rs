@@ -1,0 +1,89 @@
+//! The `handler` executable: parse the command line, load settings, run.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use handler::config::Settings;
+use handler::startup::Application;
+use handler::{demo, store, telemetry};
+
+#[derive(Parser)]
+#[command(name = "handler", version, about = "Patient portal backend (Azure Functions custom handler)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default). Under the Functions host, listens on FUNCTIONS_CUSTOMHANDLER_PORT.
+    Serve {
+        /// Load the demo clinic first (skipped for rows already present).
+        #[arg(long)]
+        demo_data: bool,
+    },
+    /// Load the demo clinic into the configured database and exit.
+    SeedDemo,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the settings and exit (prints nothing secret).
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log_format, &settings.log_filter);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve { demo_data: false }), settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(cause = %e, "handler failed");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> Result<(), String> {
+    let chain = |e: &(dyn std::error::Error + 'static)| handler::error::error_chain(e);
+    match command {
+        Command::CheckConfig => {
+            println!("configuration is valid");
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = store::open(&settings.database).await.map_err(|e| chain(&e))?;
+            println!("database schema is up to date ({})", store.provider());
+            Ok(())
+        }
+        Command::SeedDemo => {
+            let store = store::open(&settings.database).await.map_err(|e| chain(&e))?;
+            let report = demo::seed(store.as_ref()).await.map_err(|e| chain(&e))?;
+            println!("demo clinic loaded: {} rows created, {} already present", report.created, report.already_present);
+            Ok(())
+        }
+        Command::Serve { demo_data } => {
+            let store = store::open(&settings.database).await.map_err(|e| chain(&e))?;
+            if demo_data {
+                let report = demo::seed(store.as_ref()).await.map_err(|e| chain(&e))?;
+                tracing::info!(created = report.created, already_present = report.already_present, "demo data loaded");
+            }
+            let app = Application::build_with_store(settings, store).await.map_err(|e| chain(&e))?;
+            tracing::info!(port = app.port(), mode = app.state.mode_name(), "listening");
+            app.run_until_stopped().await.map_err(|e| chain(&e))
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Builds the application from settings: the store, the routes, the timers; binds one address
+//! and reports the port it actually bound (tests bind port 0).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::http::{Method, header};
+use actix_web::middleware::{Condition, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use tokio::sync::watch;
+
+use crate::api::extract::JsonLimit;
+use crate::auth::keys::{KeyPolicy, require_key};
+use crate::config::{CorsSettings, RunMode, Settings};
+use crate::functions::{InvocationLimit, timers};
+use crate::store::{self, Store, StoreError};
+use crate::{api, functions, telemetry};
+
+/// Shared by every request and timer run; built once, outside the actix worker factory.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub mode: RunMode,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            RunMode::FunctionsHost { .. } => "functions-host",
+            RunMode::Standalone { .. } => "standalone",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("could not open the database")]
+    Store(#[from] StoreError),
+    #[error("could not listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Timer(#[from] timers::TimerError),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    shutdown: watch::Sender<bool>,
+    pub state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store = store::open(&settings.database).await?;
+        Self::build_with_store(settings, store).await
+    }
+
+    pub async fn build_with_store(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
+        let address = match settings.mode {
+            // The host calls 127.0.0.1; loopback is all it needs.
+            RunMode::FunctionsHost { port } => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            RunMode::Standalone { address, port } => SocketAddr::new(address, port),
+        };
+        let listener = TcpListener::bind(address).map_err(|source| StartupError::Bind { address, source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
+
+        let standalone = matches!(settings.mode, RunMode::Standalone { .. });
+        if standalone && settings.function_keys.is_empty() && !address.ip().is_loopback() {
+            tracing::warn!("listening beyond loopback without PORTAL_FUNCTION_KEYS: every route is open");
+        }
+        let timers =
+            if settings.run_timers { timers::scheduled_timers(|name| std::env::var(name).ok())? } else { Vec::new() };
+
+        let state = web::Data::new(AppState { store, mode: settings.mode.clone(), started: Instant::now() });
+        let keys = web::Data::from(KeyPolicy::new(if standalone { &settings.function_keys } else { &[] }));
+        let cors = settings.cors.clone();
+        let json_limit = JsonLimit(settings.max_json_body_bytes);
+        let invocation_limit = InvocationLimit(settings.max_invocation_body_bytes);
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(keys.clone())
+                .app_data(json_limit)
+                .app_data(invocation_limit)
+                .wrap(from_fn(require_key))
+                .wrap(Condition::new(standalone && !cors.allowed_origins.is_empty(), cors_policy(&cors)))
+                .wrap(from_fn(telemetry::request_context))
+                .route("/", web::get().to(ready))
+                .route("/", web::head().to(ready))
+                .configure(api::configure)
+                .configure(functions::configure)
+                .default_service(web::to(api::not_found))
+        })
+        .workers(settings.workers)
+        .shutdown_timeout(20)
+        .disable_signals()
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { address, source })?
+        .run();
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        timers::spawn_all(timers, state.clone(), shutdown_rx);
+        Ok(Application { port, server, shutdown, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish
+    /// (up to the shutdown timeout) and stops the timers.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let shutdown = self.shutdown;
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = shutdown.send(true);
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+
+    /// For tests: serve in the background.
+    pub fn spawn(self) -> (u16, web::Data<AppState>) {
+        let port = self.port;
+        let state = self.state.clone();
+        tokio::spawn(self.server);
+        // Dropping the sender would read as "shut down" to the timers; keep it alive.
+        std::mem::forget(self.shutdown);
+        (port, state)
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The host's readiness probe: any answer counts, so answer at once without touching the store.
+async fn ready() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+fn cors_policy(settings: &CorsSettings) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allowed_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::IF_MATCH,
+            header::HeaderName::from_static("x-functions-key"),
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([header::LOCATION, header::RETRY_AFTER, header::ETAG, telemetry::REQUEST_ID_HEADER])
+        .max_age(3600);
+    for origin in &settings.allowed_origins {
+        cors = if origin == "*" { cors.allow_any_origin() } else { cors.allowed_origin(origin) };
+    }
+    if settings.allow_credentials {
+        cors = cors.supports_credentials();
+    }
+    cors
+}

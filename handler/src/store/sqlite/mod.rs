@@ -1,0 +1,201 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! All SQLite calls are blocking, so they run on tokio's blocking pool, never on the actix
+//! workers. Writes go through one connection (SQLite allows one writer at a time) in
+//! `BEGIN IMMEDIATE` transactions, which take the write lock up front so two processes sharing
+//! the file queue on the busy timeout instead of failing mid-transaction. Reads use a small pool
+//! of their own connections, which WAL lets run alongside the writer.
+
+mod doctors;
+mod errors;
+mod migrate;
+mod patients;
+mod rows;
+mod specialties;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::{Mutex, Semaphore};
+
+use super::{ExpectedVersion, Store, StoreError};
+use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
+use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
+use crate::domain::values::Username;
+use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId};
+pub use errors::map_error;
+
+const READERS: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    reader_slots: Arc<Semaphore>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let opened = path.clone();
+        let writer = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            if let Some(dir) = opened.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            }
+            let mut conn = open_connection(&opened, true)?;
+            migrate::apply(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(StoreError::other)??;
+        Ok(SqliteStore {
+            path,
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            reader_slots: Arc::new(Semaphore::new(READERS)),
+        })
+    }
+
+    /// Runs `f` on a read connection, off the async workers.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let _slot = self.reader_slots.acquire().await.map_err(StoreError::other)?;
+        let pooled = self.readers.lock().await.pop();
+        let path = self.path.clone();
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&path, false)?,
+            };
+            let result = f(&conn);
+            Ok::<_, StoreError>((conn, result))
+        })
+        .await
+        .map_err(StoreError::other)??;
+        self.readers.lock().await.push(conn);
+        result
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction; commits on `Ok`, rolls back on `Err`.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let mut conn = self.writer.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(map_error)?;
+            Ok(value)
+        })
+        .await
+        .map_err(StoreError::other)?
+    }
+}
+
+fn open_connection(path: &Path, writer: bool) -> Result<Connection, StoreError> {
+    let flags = if writer {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_error)?;
+    // WAL: readers never block the writer. NORMAL is durable against process crashes in WAL
+    // mode; FULL also survives power loss at a large cost per commit. A clinic's booking must
+    // survive both, so we keep FULL.
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(map_error)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(map_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(map_error)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn provider(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_error)).await
+    }
+
+    async fn create_specialty(&self, new: NewSpecialty) -> Result<Specialty, StoreError> {
+        self.write(move |tx| specialties::insert(tx, &new)).await
+    }
+
+    async fn get_specialty(&self, id: SpecialtyId) -> Result<Specialty, StoreError> {
+        self.read(move |c| specialties::get(c, id)).await
+    }
+
+    async fn list_specialties(&self, page: PageRequest) -> Result<Page<Specialty>, StoreError> {
+        self.read(move |c| specialties::list(c, page)).await
+    }
+
+    async fn update_specialty(
+        &self,
+        id: SpecialtyId,
+        changes: SpecialtyChanges,
+        expected: ExpectedVersion,
+    ) -> Result<Specialty, StoreError> {
+        self.write(move |tx| specialties::update(tx, id, changes, expected)).await
+    }
+
+    async fn create_doctor(&self, new: NewDoctor) -> Result<Doctor, StoreError> {
+        self.write(move |tx| doctors::insert(tx, &new)).await
+    }
+
+    async fn get_doctor(&self, id: DoctorId) -> Result<Doctor, StoreError> {
+        self.read(move |c| doctors::get(c, id)).await
+    }
+
+    async fn list_doctors(&self, filter: DoctorFilter, page: PageRequest) -> Result<Page<Doctor>, StoreError> {
+        self.read(move |c| doctors::list(c, &filter, page)).await
+    }
+
+    async fn update_doctor(
+        &self,
+        id: DoctorId,
+        changes: DoctorChanges,
+        expected: ExpectedVersion,
+    ) -> Result<Doctor, StoreError> {
+        self.write(move |tx| doctors::update(tx, id, changes, expected)).await
+    }
+
+    async fn create_patient(&self, new: NewPatient) -> Result<Patient, StoreError> {
+        self.write(move |tx| patients::insert(tx, &new)).await
+    }
+
+    async fn get_patient(&self, id: PatientId) -> Result<Patient, StoreError> {
+        self.read(move |c| patients::get(c, id)).await
+    }
+
+    async fn find_patient_by_username(&self, username: &Username) -> Result<Patient, StoreError> {
+        let username = username.clone();
+        self.read(move |c| patients::by_username(c, &username)).await
+    }
+
+    async fn list_patients(&self, filter: PatientFilter, page: PageRequest) -> Result<Page<Patient>, StoreError> {
+        self.read(move |c| patients::list(c, &filter, page)).await
+    }
+
+    async fn update_patient(
+        &self,
+        id: PatientId,
+        changes: PatientChanges,
+        expected: ExpectedVersion,
+    ) -> Result<Patient, StoreError> {
+        self.write(move |tx| patients::update(tx, id, changes, expected)).await
+    }
+}

@@ -1,0 +1,120 @@
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{map_error, rows};
+use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use crate::domain::values::{EmailAddress, Gender, PersonName, Phone, Username, search_key};
+use crate::domain::{Page, PageRequest, PatientId, time};
+use crate::store::{ExpectedVersion, StoreError};
+
+const SELECT: &str = "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+                      FROM patients";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
+    Ok(Patient {
+        id: rows::id(r, 0, PatientId::new)?,
+        username: Username::from_trusted(r.get(1)?),
+        name: PersonName::from_trusted(r.get(2)?),
+        email: EmailAddress::from_trusted(r.get(3)?),
+        phone: r.get::<_, Option<String>>(4)?.map(Phone::from_trusted),
+        date_of_birth: rows::date(r, 5)?,
+        gender: rows::parsed_opt(r, 6, Gender::parse, "a gender")?,
+        created_at: rows::instant(r, 7)?,
+        updated_at: rows::instant(r, 8)?,
+        version: r.get(9)?,
+    })
+}
+
+/// Name and username, lower-cased, so staff can search by either.
+fn patient_search_key(username: &Username, name: &PersonName) -> String {
+    format!("{} {}", search_key(name.as_str()), username.as_str())
+}
+
+pub fn insert(c: &Connection, new: &NewPatient) -> Result<Patient, StoreError> {
+    let now = time::to_db_text(time::now());
+    let id: i64 = c
+        .query_row(
+            "INSERT INTO patients (username, name, search_key, email, phone, date_of_birth, gender,
+                                   created_at, updated_at, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1) RETURNING id",
+            params![
+                new.username.as_str(),
+                new.name.as_str(),
+                patient_search_key(&new.username, &new.name),
+                new.email.as_str(),
+                new.phone.as_ref().map(Phone::as_str),
+                time::date_to_db_text(new.date_of_birth),
+                new.gender.map(Gender::as_str),
+                now
+            ],
+            |r| r.get(0),
+        )
+        .map_err(map_error)?;
+    get(c, PatientId::new(id).ok_or(StoreError::NotFound)?)
+}
+
+pub fn get(c: &Connection, id: PatientId) -> Result<Patient, StoreError> {
+    c.prepare_cached(&format!("{SELECT} WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id.get()], from_row).optional())
+        .map_err(map_error)?
+        .ok_or(StoreError::NotFound)
+}
+
+pub fn by_username(c: &Connection, username: &Username) -> Result<Patient, StoreError> {
+    c.prepare_cached(&format!("{SELECT} WHERE username = ?1"))
+        .and_then(|mut s| s.query_row([username.as_str()], from_row).optional())
+        .map_err(map_error)?
+        .ok_or(StoreError::NotFound)
+}
+
+pub fn list(c: &Connection, filter: &PatientFilter, page: PageRequest) -> Result<Page<Patient>, StoreError> {
+    let rows = c
+        .prepare_cached(&format!(
+            "{SELECT}
+             WHERE id > ?1 AND (?2 IS NULL OR search_key LIKE ?2 ESCAPE '\\')
+             ORDER BY id LIMIT ?3"
+        ))
+        .and_then(|mut s| {
+            s.query_map(
+                params![page.after, filter.text_contains.as_deref().map(rows::contains_pattern), page.fetch_limit()],
+                from_row,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(map_error)?;
+    Ok(Page::from_rows(rows, page, |p| p.id.get()))
+}
+
+pub fn update(
+    c: &Connection,
+    id: PatientId,
+    changes: PatientChanges,
+    expected: ExpectedVersion,
+) -> Result<Patient, StoreError> {
+    let current = get(c, id)?;
+    if expected.is_some_and(|v| v != current.version) {
+        return Err(StoreError::StaleVersion);
+    }
+    let next = current.clone().with_changes(changes);
+    let n = c
+        .execute(
+            "UPDATE patients SET name = ?1, search_key = ?2, email = ?3, phone = ?4, date_of_birth = ?5,
+                    gender = ?6, updated_at = ?7, version = version + 1
+             WHERE id = ?8 AND version = ?9",
+            params![
+                next.name.as_str(),
+                patient_search_key(&next.username, &next.name),
+                next.email.as_str(),
+                next.phone.as_ref().map(Phone::as_str),
+                time::date_to_db_text(next.date_of_birth),
+                next.gender.map(Gender::as_str),
+                time::to_db_text(time::now()),
+                id.get(),
+                current.version
+            ],
+        )
+        .map_err(map_error)?;
+    if n != 1 {
+        return Err(StoreError::StaleVersion);
+    }
+    get(c, id)
+}
