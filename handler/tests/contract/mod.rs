@@ -1,0 +1,360 @@
+//! The one store contract: every `Store` implementation must pass each case here.
+//! `contract_tests!(factory)` expands to one `#[tokio::test]` per case; `factory()` returns a
+//! fresh, empty store, or `None` to skip (SQL Server without a connection string).
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use handler::domain::doctor::{DoctorChanges, DoctorFilter, NewDoctor};
+use handler::domain::patient::{NewPatient, PatientChanges, PatientFilter};
+use handler::domain::specialty::{NewSpecialty, SpecialtyChanges};
+use handler::domain::values::{
+    EmailAddress, Gender, LongText, PersonName, Phone, SpecialtyCode, TimeZone, Title, Username, parse_search,
+};
+use handler::domain::{Change, DoctorId, PageRequest, PatientId, SpecialtyId};
+use handler::store::{Store, StoreError};
+
+pub fn specialty(code: &str) -> NewSpecialty {
+    NewSpecialty {
+        code: SpecialtyCode::parse(code).unwrap(),
+        name: Title::parse(&format!("Specialty {code}")).unwrap(),
+        description: Some(LongText::parse("Line one.\nLine two.").unwrap()),
+    }
+}
+
+pub fn doctor(name: &str, specialty_id: SpecialtyId, email: &str) -> NewDoctor {
+    NewDoctor {
+        name: PersonName::parse(name).unwrap(),
+        specialty_id,
+        email: EmailAddress::parse(email).unwrap(),
+        time_zone: TimeZone::parse("Europe/Berlin").unwrap(),
+        bio: None,
+    }
+}
+
+pub fn patient(username: &str, name: &str, email: &str) -> NewPatient {
+    NewPatient {
+        username: Username::parse(username).unwrap(),
+        name: PersonName::parse(name).unwrap(),
+        email: EmailAddress::parse(email).unwrap(),
+        phone: Some(Phone::parse("+49 30 1234567").unwrap()),
+        date_of_birth: NaiveDate::from_ymd_opt(1984, 2, 29).unwrap(),
+        gender: Some(Gender::Female),
+    }
+}
+
+fn page(limit: u32) -> PageRequest {
+    PageRequest { after: 0, limit }
+}
+
+fn next(cursor: &Option<String>, limit: u32) -> PageRequest {
+    PageRequest { after: PageRequest::parse_cursor(cursor.as_deref().unwrap()).unwrap(), limit }
+}
+
+pub async fn specialty_round_trip(store: Arc<dyn Store>) {
+    let created = store.create_specialty(specialty("cardiology")).await.unwrap();
+    assert_eq!(created.version, 1);
+    assert_eq!(created.created_at, created.updated_at);
+    assert_eq!(created.description.as_ref().unwrap().as_str(), "Line one.\nLine two.");
+    let fetched = store.get_specialty(created.id).await.unwrap();
+    assert_eq!(fetched, created);
+    let updated = store
+        .update_specialty(
+            created.id,
+            SpecialtyChanges { name: Some(Title::parse("Heart").unwrap()), description: Change::Clear },
+            Some(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.name.as_str(), "Heart");
+    assert_eq!(updated.description, None);
+    assert!(updated.updated_at >= created.updated_at);
+    assert_eq!(updated.created_at, created.created_at);
+}
+
+pub async fn specialty_conflicts_and_missing(store: Arc<dyn Store>) {
+    let created = store.create_specialty(specialty("neurology")).await.unwrap();
+    assert!(matches!(
+        store.create_specialty(specialty("neurology")).await,
+        Err(StoreError::Duplicate { field: "code" })
+    ));
+    assert!(matches!(
+        store.update_specialty(created.id, SpecialtyChanges::default(), Some(7)).await,
+        Err(StoreError::StaleVersion)
+    ));
+    let missing = SpecialtyId::new(created.id.get() + 1000).unwrap();
+    assert!(matches!(store.get_specialty(missing).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.update_specialty(missing, SpecialtyChanges::default(), None).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn specialties_page_in_id_order(store: Arc<dyn Store>) {
+    for code in ["aa", "bb", "cc", "dd", "ee"] {
+        store.create_specialty(specialty(code)).await.unwrap();
+    }
+    let first = store.list_specialties(page(2)).await.unwrap();
+    assert_eq!(first.items.iter().map(|s| s.code.as_str()).collect::<Vec<_>>(), ["aa", "bb"]);
+    let second = store.list_specialties(next(&first.next_cursor, 2)).await.unwrap();
+    assert_eq!(second.items.iter().map(|s| s.code.as_str()).collect::<Vec<_>>(), ["cc", "dd"]);
+    let third = store.list_specialties(next(&second.next_cursor, 2)).await.unwrap();
+    assert_eq!(third.items.len(), 1);
+    assert_eq!(third.next_cursor, None);
+    let exact = store.list_specialties(page(5)).await.unwrap();
+    assert_eq!(exact.items.len(), 5);
+    assert_eq!(exact.next_cursor, None, "no next page when the page is exactly full");
+}
+
+pub async fn doctor_requires_existing_specialty(store: Arc<dyn Store>) {
+    let missing = SpecialtyId::new(999_999).unwrap();
+    assert!(matches!(
+        store.create_doctor(doctor("Dr. A", missing, "a@clinic.example")).await,
+        Err(StoreError::Reference { field: "specialtyId" })
+    ));
+    let s = store.create_specialty(specialty("derm")).await.unwrap();
+    let d = store.create_doctor(doctor("Dr. A", s.id, "a@clinic.example")).await.unwrap();
+    assert!(matches!(
+        store.update_doctor(d.id, DoctorChanges { specialty_id: Some(missing), ..Default::default() }, None).await,
+        Err(StoreError::Reference { field: "specialtyId" })
+    ));
+    assert_eq!(store.get_doctor(d.id).await.unwrap(), d, "a refused update changes nothing");
+}
+
+pub async fn doctor_round_trip_and_unique_email(store: Arc<dyn Store>) {
+    let s = store.create_specialty(specialty("ortho")).await.unwrap();
+    let mut new = doctor("Dr. Zoë Müller", s.id, "Zoe@Clinic.Example");
+    new.time_zone = TimeZone::parse("America/New_York").unwrap();
+    new.bio = Some(LongText::parse("Knees. «Shoulders».").unwrap());
+    let d = store.create_doctor(new).await.unwrap();
+    assert_eq!(d.email.as_str(), "zoe@clinic.example");
+    assert_eq!(d.time_zone.name(), "America/New_York");
+    assert!(d.active);
+    assert_eq!(store.get_doctor(d.id).await.unwrap(), d);
+    assert!(matches!(
+        store.create_doctor(doctor("Dr. Other", s.id, "ZOE@clinic.example")).await,
+        Err(StoreError::Duplicate { field: "email" })
+    ));
+    let other = store.create_doctor(doctor("Dr. Other", s.id, "other@clinic.example")).await.unwrap();
+    assert!(matches!(
+        store
+            .update_doctor(
+                other.id,
+                DoctorChanges { email: Some(EmailAddress::parse("zoe@clinic.example").unwrap()), ..Default::default() },
+                None
+            )
+            .await,
+        Err(StoreError::Duplicate { field: "email" })
+    ));
+    let updated = store
+        .update_doctor(
+            d.id,
+            DoctorChanges { active: Some(false), bio: Change::Clear, ..Default::default() },
+            Some(d.version),
+        )
+        .await
+        .unwrap();
+    assert!(!updated.active);
+    assert_eq!(updated.bio, None);
+    assert_eq!(updated.version, d.version + 1);
+    assert!(matches!(store.get_doctor(DoctorId::new(d.id.get() + 1000).unwrap()).await, Err(StoreError::NotFound)));
+}
+
+pub async fn doctor_filters(store: Arc<dyn Store>) {
+    let heart = store.create_specialty(specialty("heart")).await.unwrap();
+    let skin = store.create_specialty(specialty("skin")).await.unwrap();
+    let a = store.create_doctor(doctor("Dr. Zoë Müller", heart.id, "z@c.example")).await.unwrap();
+    store.create_doctor(doctor("Dr. Ann Lee", skin.id, "ann@c.example")).await.unwrap();
+    let c = store.create_doctor(doctor("Dr. Mia Müllerson", heart.id, "mia@c.example")).await.unwrap();
+    store.create_doctor(doctor("Dr. 100% Sure_Thing", skin.id, "pct@c.example")).await.unwrap();
+    store.update_doctor(c.id, DoctorChanges { active: Some(false), ..Default::default() }, None).await.unwrap();
+
+    let names = |f: DoctorFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_doctors(f, page(50))
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|d| d.name.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names(DoctorFilter { specialty_id: Some(heart.id), ..Default::default() }).await.len(), 2);
+    assert_eq!(
+        names(DoctorFilter { name_contains: Some(parse_search("MÜLLER").unwrap()), ..Default::default() }).await,
+        ["Dr. Zoë Müller", "Dr. Mia Müllerson"]
+    );
+    assert_eq!(
+        names(DoctorFilter {
+            name_contains: Some(parse_search("müller").unwrap()),
+            active: Some(true),
+            ..Default::default()
+        })
+        .await,
+        ["Dr. Zoë Müller"]
+    );
+    // Wildcards in the search text are literal.
+    assert_eq!(
+        names(DoctorFilter { name_contains: Some(parse_search("%").unwrap()), ..Default::default() }).await,
+        ["Dr. 100% Sure_Thing"]
+    );
+    assert_eq!(
+        names(DoctorFilter { name_contains: Some(parse_search("e_t").unwrap()), ..Default::default() }).await,
+        ["Dr. 100% Sure_Thing"]
+    );
+    assert!(names(DoctorFilter { name_contains: Some("[a]".into()), ..Default::default() }).await.is_empty());
+    let first = store.list_doctors(DoctorFilter::default(), page(1)).await.unwrap();
+    assert_eq!(first.items[0].id, a.id);
+    assert!(first.next_cursor.is_some());
+}
+
+pub async fn patient_round_trip(store: Arc<dyn Store>) {
+    let p = store.create_patient(patient("ana.lopez", "Ana López", "ana@example.org")).await.unwrap();
+    assert_eq!(p.version, 1);
+    assert_eq!(p.date_of_birth, NaiveDate::from_ymd_opt(1984, 2, 29).unwrap());
+    assert_eq!(store.get_patient(p.id).await.unwrap(), p);
+    assert_eq!(store.find_patient_by_username(&Username::parse("ANA.LOPEZ").unwrap()).await.unwrap(), p);
+    assert!(matches!(
+        store.find_patient_by_username(&Username::parse("nobody").unwrap()).await,
+        Err(StoreError::NotFound)
+    ));
+    let changed = store
+        .update_patient(
+            p.id,
+            PatientChanges {
+                phone: Change::Clear,
+                gender: Change::Set(Gender::Other),
+                date_of_birth: Some(NaiveDate::from_ymd_opt(1990, 12, 31).unwrap()),
+                ..Default::default()
+            },
+            Some(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.phone, None);
+    assert_eq!(changed.gender, Some(Gender::Other));
+    assert_eq!(changed.username, p.username, "usernames do not change");
+    assert_eq!(changed.version, 2);
+    assert!(matches!(
+        store.update_patient(p.id, PatientChanges::default(), Some(1)).await,
+        Err(StoreError::StaleVersion)
+    ));
+    assert!(matches!(store.get_patient(PatientId::new(p.id.get() + 1000).unwrap()).await, Err(StoreError::NotFound)));
+}
+
+pub async fn patient_unique_username_and_email(store: Arc<dyn Store>) {
+    store.create_patient(patient("ben", "Ben", "ben@example.org")).await.unwrap();
+    assert!(matches!(
+        store.create_patient(patient("BEN", "Other Ben", "other@example.org")).await,
+        Err(StoreError::Duplicate { field: "username" })
+    ));
+    assert!(matches!(
+        store.create_patient(patient("ben2", "Ben Two", "BEN@example.org")).await,
+        Err(StoreError::Duplicate { field: "email" })
+    ));
+    let second = store.create_patient(patient("ben2", "Ben Two", "ben2@example.org")).await.unwrap();
+    assert!(matches!(
+        store
+            .update_patient(
+                second.id,
+                PatientChanges { email: Some(EmailAddress::parse("ben@example.org").unwrap()), ..Default::default() },
+                None
+            )
+            .await,
+        Err(StoreError::Duplicate { field: "email" })
+    ));
+    assert_eq!(store.get_patient(second.id).await.unwrap(), second, "a refused update changes nothing");
+}
+
+pub async fn patient_search_and_paging(store: Arc<dyn Store>) {
+    for i in 0..7 {
+        store
+            .create_patient(patient(&format!("user{i}"), &format!("Person {i}"), &format!("p{i}@example.org")))
+            .await
+            .unwrap();
+    }
+    store.create_patient(patient("elodie.d", "Élodie Durand", "elodie@example.org")).await.unwrap();
+    let search = |q: &str| PatientFilter { text_contains: Some(parse_search(q).unwrap()) };
+    let found = store.list_patients(search("ÉLODIE"), page(10)).await.unwrap();
+    assert_eq!(found.items.len(), 1, "Unicode-insensitive name search");
+    let by_username = store.list_patients(search("user3"), page(10)).await.unwrap();
+    assert_eq!(by_username.items.len(), 1, "username search");
+    let mut seen = Vec::new();
+    let mut request = page(3);
+    loop {
+        let p = store.list_patients(PatientFilter::default(), request).await.unwrap();
+        seen.extend(p.items.iter().map(|x| x.id));
+        match p.next_cursor {
+            Some(_) => request = next(&p.next_cursor, 3),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "stable id order without repeats");
+}
+
+/// Many writers with the same expected version: exactly one wins.
+pub async fn concurrent_updates_compare_and_swap(store: Arc<dyn Store>) {
+    let p = store.create_patient(patient("race", "Race Condition", "race@example.org")).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_patient(
+                    p.id,
+                    PatientChanges {
+                        name: Some(PersonName::parse(&format!("Writer {i}")).unwrap()),
+                        ..Default::default()
+                    },
+                    Some(1),
+                )
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::StaleVersion) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.get_patient(p.id).await.unwrap().version, 2);
+}
+
+pub async fn ping_works(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+    assert!(["sqlite", "mssql"].contains(&store.provider()));
+}
+
+/// One `#[tokio::test]` per contract case for the store made by `$factory`
+/// (an async fn returning `Option<Arc<dyn Store>>`; `None` skips).
+#[macro_export]
+macro_rules! contract_tests {
+    ($factory:path) => {
+        $crate::contract_tests!(@cases $factory;
+            specialty_round_trip, specialty_conflicts_and_missing, specialties_page_in_id_order,
+            doctor_requires_existing_specialty, doctor_round_trip_and_unique_email, doctor_filters,
+            patient_round_trip, patient_unique_username_and_email, patient_search_and_paging,
+            concurrent_updates_compare_and_swap, ping_works);
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                match $factory().await {
+                    Some(store) => contract::$case(store).await,
+                    None => eprintln!("skipped: no database for this store"),
+                }
+            }
+        )*
+    };
+}
