@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod ids;
 pub mod page;
 pub mod patient;
+pub mod schedule;
 pub mod specialty;
 pub mod time;
 pub mod values;
