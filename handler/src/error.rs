@@ -64,7 +64,7 @@ pub enum ApiError {
 struct ErrorBody<'a> {
     code: &'a str,
     message: String,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    /// Always present (empty when no field is at fault), so clients need no special case.
     fields: &'a [FieldError],
     #[serde(skip_serializing_if = "Option::is_none")]
     limit_bytes: Option<usize>,

@@ -5,16 +5,18 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_cors::Cors;
-use actix_web::dev::Server;
+use actix_cors::{Cors, CorsError};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
-use actix_web::middleware::{Condition, from_fn};
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::middleware::{Condition, Next, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
 use tokio::sync::watch;
 
 use crate::api::extract::JsonLimit;
 use crate::auth::keys::{KeyPolicy, require_key};
 use crate::config::{CorsSettings, RunMode, Settings};
+use crate::error::ApiError;
 use crate::functions::{InvocationLimit, timers};
 use crate::store::{self, Store, StoreError};
 use crate::{api, functions, telemetry};
@@ -92,6 +94,7 @@ impl Application {
                 .app_data(invocation_limit)
                 .wrap(from_fn(require_key))
                 .wrap(Condition::new(standalone && !cors.allowed_origins.is_empty(), cors_policy(&cors)))
+                .wrap(from_fn(cors_answers))
                 .wrap(from_fn(telemetry::request_context))
                 .route("/", web::get().to(ready))
                 .route("/", web::head().to(ready))
@@ -165,6 +168,30 @@ async fn wait_for_signal() {
 /// The host's readiness probe: any answer counts, so answer at once without touching the store.
 async fn ready() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// Tidies actix-cors answers: a refused preflight (plain-text 400 there) gets the one JSON error
+/// shape (its messages name no request values), and an answer to an origin that was not allowed
+/// does not advertise credentials.
+async fn cors_answers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let headers = res.headers_mut();
+    if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+    }
+    let Some(refusal) = res.response().error().and_then(|e| e.as_error::<CorsError>()).map(ToString::to_string) else {
+        return Ok(res.map_into_left_body());
+    };
+    let vary = res.headers().get(header::VARY).cloned();
+    let (req, _) = res.into_parts();
+    let mut json = ApiError::bad_request(refusal).error_response();
+    if let Some(vary) = vary {
+        json.headers_mut().insert(header::VARY, vary);
+    }
+    Ok(ServiceResponse::new(req, json).map_into_right_body())
 }
 
 fn cors_policy(settings: &CorsSettings) -> Cors {

@@ -125,8 +125,18 @@ impl<T: DeserializeOwned> FromRequest for ValidQuery<T> {
     }
 }
 
+/// The function key's query parameter: checked by the key middleware (or the host, which
+/// forwards the query as the caller sent it), never a parameter of the resource.
+const KEY_PARAMETER: &str = "code";
+
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    let pairs = form_urlencoded::parse(query.as_bytes());
+    let without_key = if pairs.clone().any(|(k, _)| k == KEY_PARAMETER) {
+        form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs.filter(|(k, _)| k != KEY_PARAMETER)).finish()
+    } else {
+        query.to_owned()
+    };
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(without_key.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         field_error(if path == "." { "" } else { &path }, &e.into_inner().to_string())
@@ -204,5 +214,8 @@ mod tests {
         }
         assert!(parse_query::<Q>("limit=5").is_ok());
         assert_eq!(fields(parse_query::<Q>("sort=name").err().unwrap()), ["sort|is not a field of this resource"]);
+        // The function key may ride along in the query; it is not a resource parameter.
+        assert!(parse_query::<Q>("code=some-key&limit=5").is_ok());
+        assert!(parse_query::<Q>("limit=5&code=a%26b").is_ok());
     }
 }

@@ -7,12 +7,13 @@ use actix_web::web;
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::manifest::{self, TimerSpec};
-use super::payload::InvokeRequest;
+use super::payload::{InvokeRequest, InvokeResponse};
 use super::{RunInvocation, invocations};
+use crate::error::ApiError;
 use crate::startup::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,39 @@ pub struct ScheduledTimer {
 impl ScheduledTimer {
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.schedule.find_next_occurrence(&t, false).ok()
+    }
+
+    /// The invocation payload the host would send for a run at `now` (azure-facts.md A4 (2)).
+    pub fn payload(&self, now: DateTime<Utc>, last: Option<DateTime<Utc>>, past_due: bool) -> Value {
+        json!({
+            "Data": { self.spec.binding.clone(): {
+                "Schedule": { "AdjustForDST": true },
+                "ScheduleStatus": last.map(|l| json!({
+                    "Last": l.to_rfc3339(),
+                    "Next": self.next_after(now).map(|n| n.to_rfc3339()),
+                    "LastUpdated": now.to_rfc3339(),
+                })),
+                "IsPastDue": past_due,
+            }},
+            "Metadata": { "sys": {
+                "MethodName": self.spec.function,
+                "UtcNow": now.to_rfc3339(),
+                "RandGuid": uuid::Uuid::new_v4().to_string(),
+            }},
+        })
+    }
+
+    /// Runs the function once, now, through the same payload and entry point as a scheduled run
+    /// (and lets tests run a timer without waiting for its schedule).
+    pub async fn fire(
+        &self,
+        state: web::Data<AppState>,
+        last: Option<DateTime<Utc>>,
+        past_due: bool,
+    ) -> Result<InvokeResponse, ApiError> {
+        let request = serde_json::from_value::<InvokeRequest>(self.payload(Utc::now(), last, past_due))
+            .map_err(ApiError::internal)?;
+        (self.run)(state, request).await
     }
 }
 
@@ -102,35 +136,8 @@ async fn run_timer(timer: ScheduledTimer, state: web::Data<AppState>, mut shutdo
 }
 
 async fn invoke_once(timer: &ScheduledTimer, state: &web::Data<AppState>, last: Option<DateTime<Utc>>, past_due: bool) {
-    let now = Utc::now();
-    let payload = json!({
-        "Data": { timer.spec.binding.clone(): {
-            "Schedule": { "AdjustForDST": true },
-            "ScheduleStatus": last.map(|l| json!({
-                "Last": l.to_rfc3339(),
-                "Next": timer.next_after(now).map(|n| n.to_rfc3339()),
-                "LastUpdated": now.to_rfc3339(),
-            })),
-            "IsPastDue": past_due,
-        }},
-        "Metadata": { "sys": {
-            "MethodName": timer.spec.function,
-            "UtcNow": now.to_rfc3339(),
-            "RandGuid": uuid::Uuid::new_v4().to_string(),
-        }},
-    });
-    let request = match serde_json::from_value::<InvokeRequest>(payload) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(function = timer.spec.function, cause = %e, "timer payload could not be built");
-            return;
-        }
-    };
-    match (timer.run)(state.clone(), request).await {
-        Ok(_) => {}
-        Err(e) => {
-            tracing::error!(function = timer.spec.function, cause = %crate::error::error_chain(&e), "timer run failed")
-        }
+    if let Err(e) = timer.fire(state.clone(), last, past_due).await {
+        tracing::error!(function = timer.spec.function, cause = %crate::error::error_chain(&e), "timer run failed");
     }
 }
 
