@@ -104,8 +104,12 @@ pub fn routes() -> Vec<ApiRoute> {
 /// Registers every route, grouped by path so one resource answers 405 for a method it lacks.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let table = routes();
-    let mut paths: Vec<String> = table.iter().map(ApiRoute::path).collect();
-    paths.dedup();
+    let mut paths: Vec<String> = Vec::new();
+    for path in table.iter().map(ApiRoute::path) {
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
     for path in paths {
         let mut resource = web::resource(path.as_str());
         for r in table.iter().filter(|r| r.path() == path) {

@@ -1,6 +1,6 @@
 //! Function keys in standalone mode: `x-functions-key` header (wins) or `code` query parameter,
-//! compared in constant time. Under the Functions host this middleware is not installed, since
-//! the host validates keys before a request reaches us.
+//! compared in constant time. Under the Functions host the policy holds no keys, so every request
+//! passes: the host validates keys before a request reaches us.
 
 use std::collections::HashSet;
 use std::sync::Arc;

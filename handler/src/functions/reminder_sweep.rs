@@ -11,6 +11,18 @@ use crate::startup::AppState;
 
 pub const FUNCTION: &str = "ReminderSweep";
 
+/// The timer binding's name from function.json (its value arrives under `Data.<name>`).
+fn binding_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        manifest::all()
+            .ok()
+            .and_then(|fs| fs.into_iter().find(|f| f.name == FUNCTION))
+            .and_then(|f| f.timer().map(|t| t.binding))
+            .unwrap_or_else(|| "timer".to_owned())
+    })
+}
+
 /// What one sweep did, reported in the invocation's `Logs` and `ReturnValue`.
 #[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -23,12 +35,7 @@ pub struct SweepReport {
 }
 
 pub async fn invoke(state: web::Data<AppState>, req: InvokeRequest) -> Result<InvokeResponse, ApiError> {
-    let binding = manifest::all()
-        .ok()
-        .and_then(|fs| fs.into_iter().find(|f| f.name == FUNCTION))
-        .and_then(|f| f.timer().map(|t| t.binding))
-        .unwrap_or_else(|| "timer".to_owned());
-    let timer = TimerInfo::from_value(req.binding(&binding).as_ref()).map_err(|e| ApiError::bad_request(e.0))?;
+    let timer = TimerInfo::from_value(req.binding(binding_name()).as_ref()).map_err(|e| ApiError::bad_request(e.0))?;
     let report = sweep(&state, &timer).await?;
     tracing::info!(
         function = FUNCTION,
