@@ -66,11 +66,13 @@ fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
 /// `local.settings.json.example` and the README list each one.
 pub const SETTING_NAMES: &[&str] = &[
     "FUNCTIONS_CUSTOMHANDLER_PORT",
+    "FUNCTIONS_HTTPWORKER_PORT",
     "PORT",
     "PORTAL_BIND_ADDRESS",
     "PORTAL_DATABASE",
     "PORTAL_SQLITE_PATH",
     "MSSQL_CONNECTION_STRING",
+    "MSSQL_ACCESS_TOKEN",
     "PORTAL_FUNCTION_KEYS",
     "PORTAL_CORS_ORIGINS",
     "PORTAL_CORS_CREDENTIALS",
@@ -92,9 +94,11 @@ impl Settings {
     pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
 
-        let host_port = match get("FUNCTIONS_CUSTOMHANDLER_PORT").or(get("FUNCTIONS_HTTPWORKER_PORT")) {
-            Some(v) => Some(parse_port("FUNCTIONS_CUSTOMHANDLER_PORT", v, false)?),
-            None => None,
+        // Hosts also set the legacy name; an error names whichever variable held the bad value.
+        let host_port = match (get("FUNCTIONS_CUSTOMHANDLER_PORT"), get("FUNCTIONS_HTTPWORKER_PORT")) {
+            (Some(v), _) => Some(parse_port("FUNCTIONS_CUSTOMHANDLER_PORT", v, false)?),
+            (None, Some(v)) => Some(parse_port("FUNCTIONS_HTTPWORKER_PORT", v, false)?),
+            (None, None) => None,
         };
         let mode = match host_port {
             Some(port) => RunMode::FunctionsHost { port },
@@ -118,7 +122,11 @@ impl Settings {
                 DatabaseSettings::Sqlite { path: PathBuf::from(get("PORTAL_SQLITE_PATH").unwrap_or("data/portal.db")) }
             }
             Some("mssql") | Some("sqlserver") => match get("MSSQL_CONNECTION_STRING") {
-                Some(cs) => DatabaseSettings::SqlServer { connection_string: SecretString::from(cs.to_owned()) },
+                Some(cs) => {
+                    let connection_string = SecretString::from(cs.to_owned());
+                    check_sql_server(&connection_string, &get)?;
+                    DatabaseSettings::SqlServer { connection_string }
+                }
                 None => {
                     return Err(err("MSSQL_CONNECTION_STRING", "is required when PORTAL_DATABASE=mssql"));
                 }
@@ -217,6 +225,42 @@ impl Settings {
             workers: 2,
         }
     }
+}
+
+/// Refuses a SQL Server setup that could never connect, naming the setting to fix. Messages
+/// never include the connection string's values.
+fn check_sql_server<'a>(
+    connection_string: &SecretString,
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<(), ConfigError> {
+    use crate::store::mssql::settings::{Auth, ConnectionSettings};
+    let parsed = ConnectionSettings::parse(connection_string).map_err(|e| err("MSSQL_CONNECTION_STRING", e.0))?;
+    match parsed.auth {
+        Auth::ManagedIdentity { .. } => {
+            // Set by the platform when the app has a managed identity.
+            for name in ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"] {
+                if get(name).is_none() {
+                    return Err(err(
+                        if name == "IDENTITY_ENDPOINT" { "IDENTITY_ENDPOINT" } else { "IDENTITY_HEADER" },
+                        "is not set, but MSSQL_CONNECTION_STRING uses Authentication=Active Directory Managed \
+                         Identity: assign a managed identity to the function app, or use a SQL login locally",
+                    ));
+                }
+            }
+        }
+        Auth::Developer => {
+            if let Some(token) = get("MSSQL_ACCESS_TOKEN")
+                && token.split('.').count() != 3
+            {
+                return Err(err(
+                    "MSSQL_ACCESS_TOKEN",
+                    "must be an Entra ID access token (a JWT: three parts joined by dots)",
+                ));
+            }
+        }
+        Auth::SqlPassword { .. } => {}
+    }
+    Ok(())
 }
 
 fn parse_port(name: &'static str, value: &str, allow_zero: bool) -> Result<u16, ConfigError> {
@@ -323,11 +367,37 @@ mod tests {
         let s = Settings::from_map(&env(&[
             ("PORTAL_FUNCTION_KEYS", "0123456789abcdef-secret"),
             ("PORTAL_DATABASE", "mssql"),
-            ("MSSQL_CONNECTION_STRING", "server=x;password=hunter2-secret"),
+            ("MSSQL_CONNECTION_STRING", "server=x;user id=app;password=hunter2-secret"),
         ]))
         .unwrap();
         let printed = format!("{s:?}");
         assert!(!printed.contains("secret"), "{printed}");
+    }
+
+    #[test]
+    fn sql_server_settings_are_checked_at_start() {
+        let mssql = |cs: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![("PORTAL_DATABASE", "mssql"), ("MSSQL_CONNECTION_STRING", cs)];
+            pairs.extend_from_slice(extra);
+            Settings::from_map(&env(&pairs))
+        };
+        let e =
+            mssql("Server=db.example.org;User Id=sa;Password=pw-secret;TrustServerCertificate=true", &[]).unwrap_err();
+        assert_eq!(e.name, "MSSQL_CONNECTION_STRING");
+        assert!(!e.to_string().contains("pw-secret"));
+        let msi = "Server=tcp:p.database.windows.net,1433;Database=p;Authentication=Active Directory Managed Identity";
+        assert_eq!(mssql(msi, &[]).unwrap_err().name, "IDENTITY_ENDPOINT");
+        assert_eq!(
+            mssql(msi, &[("IDENTITY_ENDPOINT", "http://127.0.0.1:41741/msi/token")]).unwrap_err().name,
+            "IDENTITY_HEADER"
+        );
+        assert!(
+            mssql(msi, &[("IDENTITY_ENDPOINT", "http://127.0.0.1:41741/msi/token"), ("IDENTITY_HEADER", "h")]).is_ok()
+        );
+        let dev = "Server=p.database.windows.net;Database=p;Authentication=Active Directory Default";
+        assert_eq!(mssql(dev, &[("MSSQL_ACCESS_TOKEN", "not-a-token")]).unwrap_err().name, "MSSQL_ACCESS_TOKEN");
+        assert!(mssql(dev, &[("MSSQL_ACCESS_TOKEN", "a.b.c")]).is_ok());
+        assert!(mssql("Server=localhost,1433;User Id=sa;Password=pw;TrustServerCertificate=true", &[]).is_ok());
     }
 
     #[test]

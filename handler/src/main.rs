@@ -76,13 +76,20 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Serve { demo_data } => {
-            let store = store::open(&settings.database).await.map_err(|e| chain(&e))?;
+            let store = store::open_for_serving(&settings.database).await.map_err(|e| chain(&e))?;
             if demo_data {
                 let report = demo::seed(store.as_ref()).await.map_err(|e| chain(&e))?;
                 tracing::info!(created = report.created, already_present = report.already_present, "demo data loaded");
             }
-            let app = Application::build_with_store(settings, store).await.map_err(|e| chain(&e))?;
+            let app = Application::build_with_store(settings, store.clone()).await.map_err(|e| chain(&e))?;
             tracing::info!(port = app.port(), mode = app.state.mode_name(), "listening");
+            // Connect (and, for SQL Server, migrate) now rather than on the first request, but
+            // after listening, so the host's readiness probe never waits on the database.
+            tokio::spawn(async move {
+                if let Err(e) = store.ping().await {
+                    tracing::warn!(cause = %handler::error::error_chain(&e), "database not reachable yet; requests answer 503 until it is");
+                }
+            });
             app.run_until_stopped().await.map_err(|e| chain(&e))
         }
     }

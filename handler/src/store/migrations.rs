@@ -39,7 +39,51 @@ macro_rules! migration {
 
 pub const SQLITE: &[Migration] = &[migration!("sqlite", 1, "clinic")];
 
+/// Same version numbers as [`SQLITE`]; a test checks that the two lists and folders match.
+pub const MSSQL: &[Migration] = &[migration!("mssql", 1, "clinic")];
+
 /// Files under `sql/<dialect>/`, so a test can check that every file is listed above.
 pub fn file_name(m: &Migration) -> String {
     format!("V{}__{}.sql", m.version, m.name)
+}
+
+/// T-SQL batches of a migration: the text between lines that hold only `GO` (the separator
+/// sqlcmd and SSMS use; the server itself does not know it). Empty batches are dropped.
+pub fn batches(sql: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in sql.split_inclusive('\n') {
+        if line.trim().eq_ignore_ascii_case("go") {
+            out.push(&sql[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    out.push(&sql[start..]);
+    out.into_iter().filter(|b| b.lines().any(is_code)).collect()
+}
+
+/// A line with something other than whitespace or a `--` comment.
+fn is_code(line: &str) -> bool {
+    let t = line.trim();
+    !t.is_empty() && !t.starts_with("--")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_go_lines_only() {
+        let sql = "-- intro\nCREATE TABLE a (x INT);\ngo\n\nSELECT 'GO' AS going;\n  GO  \n-- trailing comment\n";
+        assert_eq!(batches(sql), vec!["-- intro\nCREATE TABLE a (x INT);\n", "\nSELECT 'GO' AS going;\n"]);
+        assert_eq!(batches("SELECT 1"), vec!["SELECT 1"]);
+    }
+
+    #[test]
+    fn versions_match_across_dialects() {
+        let versions = |list: &[Migration]| list.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
+        assert_eq!(versions(SQLITE), versions(MSSQL));
+    }
 }

@@ -2,6 +2,7 @@
 //! and SQL Server implement it, and both pass the one contract suite in `tests/contract/`.
 
 pub mod migrations;
+pub mod mssql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -41,6 +42,21 @@ impl StoreError {
     pub fn other(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         StoreError::Other(Box::new(e))
     }
+}
+
+/// The `LIKE … ESCAPE '\'` pattern for "contains this lower-cased text", with the wildcards of
+/// both dialects (`%`, `_`, and T-SQL's `[`) escaped so user input is always literal.
+pub fn contains_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\' | '[') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// Optimistic concurrency for updates: `Some(v)` means "only if the row is still at version v".
@@ -86,12 +102,41 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Patient, StoreError>;
 }
 
-/// Opens the configured store and brings its schema up to date.
+/// Opens the configured store and brings its schema up to date before returning
+/// (`handler migrate`, `handler seed-demo`).
 pub async fn open(settings: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
     match settings {
         DatabaseSettings::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
-        DatabaseSettings::SqlServer { .. } => Err(StoreError::Unavailable(
-            "the SQL Server store is not built into this version; set PORTAL_DATABASE=sqlite".into(),
-        )),
+        DatabaseSettings::SqlServer { connection_string } => {
+            Ok(Arc::new(mssql::MssqlStore::open(mssql_settings(connection_string)?).await?))
+        }
+    }
+}
+
+/// Opens the configured store for serving without waiting on a remote database: SQL Server
+/// connects and migrates on first use (the caller warms it up in the background), so the
+/// handler answers the host's readiness probe at once even when the database is slow or down.
+/// SQLite is local and opens in milliseconds, so it is opened (and migrated) right away.
+pub async fn open_for_serving(settings: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
+    match settings {
+        DatabaseSettings::Sqlite { .. } => open(settings).await,
+        DatabaseSettings::SqlServer { connection_string } => {
+            Ok(Arc::new(mssql::MssqlStore::new(mssql_settings(connection_string)?)?))
+        }
+    }
+}
+
+fn mssql_settings(connection_string: &secrecy::SecretString) -> Result<mssql::ConnectionSettings, StoreError> {
+    mssql::ConnectionSettings::parse(connection_string).map_err(|e| StoreError::Other(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn patterns_escape_every_wildcard() {
+        assert_eq!(contains_pattern("müller"), "%müller%");
+        assert_eq!(contains_pattern("100%_[a]\\"), "%100\\%\\_\\[a]\\\\%");
     }
 }

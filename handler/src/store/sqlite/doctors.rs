@@ -76,7 +76,7 @@ pub fn list(c: &Connection, filter: &DoctorFilter, page: PageRequest) -> Result<
                 params![
                     page.after,
                     filter.specialty_id.map(SpecialtyId::get),
-                    filter.name_contains.as_deref().map(rows::contains_pattern),
+                    filter.name_contains.as_deref().map(crate::store::contains_pattern),
                     filter.active,
                     page.fetch_limit()
                 ],

@@ -114,11 +114,30 @@ fn open_connection(path: &Path, writer: bool) -> Result<Connection, StoreError> 
     // WAL: readers never block the writer. NORMAL is durable against process crashes in WAL
     // mode; FULL also survives power loss at a large cost per commit. A clinic's booking must
     // survive both, so we keep FULL.
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(map_error)?;
+    // Switching a new file to WAL needs a lock that SQLite does not wait for with the busy
+    // handler, so a second process opening the same fresh file at the same moment can get
+    // SQLITE_BUSY here; wait for it ourselves.
+    retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(map_error)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(map_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Retries `f` while SQLite reports the database busy, up to the busy timeout.
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match f() {
+            Err(e)
+                if matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other.map_err(map_error),
+        }
+    }
 }
 
 #[async_trait]

@@ -75,7 +75,11 @@ pub fn list(c: &Connection, filter: &PatientFilter, page: PageRequest) -> Result
         ))
         .and_then(|mut s| {
             s.query_map(
-                params![page.after, filter.text_contains.as_deref().map(rows::contains_pattern), page.fetch_limit()],
+                params![
+                    page.after,
+                    filter.text_contains.as_deref().map(crate::store::contains_pattern),
+                    page.fetch_limit()
+                ],
                 from_row,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()

@@ -40,20 +40,6 @@ pub fn parsed_opt<T, E>(
     s.map(|s| parse(&s).map_err(|_| bad(idx, what))).transpose()
 }
 
-/// The `LIKE` pattern for a lower-cased substring, with wildcards in the input escaped.
-pub fn contains_pattern(needle: &str) -> String {
-    let mut p = String::with_capacity(needle.len() + 2);
-    p.push('%');
-    for c in needle.chars() {
-        if matches!(c, '%' | '_' | '\\' | '[') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
-}
-
 /// A positive integer id column as its typed id.
 pub fn id<T>(row: &Row<'_>, idx: usize, new: fn(i64) -> Option<T>) -> rusqlite::Result<T> {
     let v: i64 = row.get(idx)?;

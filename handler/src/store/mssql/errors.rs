@@ -1,0 +1,165 @@
+//! tiberius errors to store errors: constraint names to API fields, Azure SQL's transient error
+//! numbers and broken connections to `Unavailable` (503), marked retryable where a retry helps.
+//!
+//! Server messages are never copied into our errors: SQL Server quotes the offending value in
+//! many of them ("The duplicate key value is (ana@example.org)"), which is patient data.
+
+use tiberius::error::{Error, IoErrorKind};
+
+use crate::store::StoreError;
+
+/// Unique constraints (named in `sql/mssql/`) → the API field they guard. Matched as substrings:
+/// Babelfish reports the PostgreSQL index name, which starts with ours.
+const UNIQUE_FIELDS: &[(&str, &str)] = &[
+    ("ux_specialties_code", "code"),
+    ("ux_doctors_email", "email"),
+    ("ux_patients_username", "username"),
+    ("ux_patients_email", "email"),
+];
+
+/// Foreign keys → the API field that names the missing row.
+const FOREIGN_KEYS: &[(&str, &str)] = &[("fk_doctors_specialty", "specialtyId")];
+
+/// Azure SQL's documented transient errors (throttling, failover, gateway, network), plus 1205
+/// (deadlock victim: the server rolled the transaction back, so running it again is safe).
+/// 18456 (login failed) is deliberately absent: during a failover it can be transient, but it
+/// is far more often a wrong password or a missing user, and retrying hides that.
+pub const TRANSIENT: &[u32] =
+    &[4060, 40197, 40501, 40613, 49918, 49919, 49920, 4221, 40143, 233, 64, 10928, 10929, 10053, 10054, 10060, 1205];
+
+/// Errors that mean "we cannot talk to the database" even though retrying will not fix them
+/// (bad login, database missing or full): still a 503, not a 500, and never retried.
+const UNAVAILABLE: &[u32] = &[18456, 18452, 40532, 40615, 40544, 40549, 40550, 40551, 40552, 40553, 4064];
+
+const UNIQUE_VIOLATION: [u32; 2] = [2627, 2601];
+const REFERENCE_VIOLATION: u32 = 547;
+
+/// A database failure, described without any value from the data.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct DbError {
+    pub what: String,
+    /// The server's error number, when the server reported it.
+    pub code: Option<u32>,
+    /// Safe to run the same operation again (on a new connection, after a pause).
+    pub transient: bool,
+}
+
+impl DbError {
+    pub fn unavailable(what: impl Into<String>, transient: bool) -> StoreError {
+        StoreError::Unavailable(Box::new(DbError { what: what.into(), code: None, transient }))
+    }
+}
+
+/// The server error number behind a store error, if there is one.
+pub fn server_code(e: &StoreError) -> Option<u32> {
+    match e {
+        StoreError::Unavailable(cause) | StoreError::Other(cause) => cause.downcast_ref::<DbError>()?.code,
+        _ => None,
+    }
+}
+
+/// Whether the operation that failed with `e` may be run again.
+pub fn is_transient(e: &StoreError) -> bool {
+    match e {
+        StoreError::Unavailable(cause) => cause.downcast_ref::<DbError>().is_some_and(|d| d.transient),
+        _ => false,
+    }
+}
+
+pub fn map_error(e: Error) -> StoreError {
+    match &e {
+        Error::Server(t) => classify_server(t.code(), t.class(), t.state(), t.message()),
+        // A command timeout leaves the server possibly still working: report it, don't pile on.
+        Error::Io { kind: IoErrorKind::TimedOut, .. } => {
+            DbError::unavailable("the database did not answer within the command timeout", false)
+        }
+        Error::Io { kind, .. } => DbError::unavailable(format!("connection to the database failed ({kind:?})"), true),
+        Error::Tls(m) => DbError::unavailable(format!("TLS with the database failed: {m}"), false),
+        Error::Routing { .. } => DbError::unavailable("the database redirected the connection more than once", true),
+        other => StoreError::Other(Box::new(DbError { what: other.to_string(), code: None, transient: false })),
+    }
+}
+
+/// A server-reported error by number. Split out because tiberius offers no way to build its
+/// `TokenError` outside the crate, and this is where all the decisions are.
+fn classify_server(code: u32, class: u8, state: u8, message: &str) -> StoreError {
+    if UNIQUE_VIOLATION.contains(&code)
+        && let Some((_, field)) = UNIQUE_FIELDS.iter().find(|(name, _)| message.contains(name))
+    {
+        return StoreError::Duplicate { field };
+    }
+    if code == REFERENCE_VIOLATION
+        && let Some((_, field)) = FOREIGN_KEYS.iter().find(|(name, _)| message.contains(name))
+    {
+        return StoreError::Reference { field };
+    }
+    // Number, class and state only: the message may quote data.
+    let error = DbError {
+        what: format!("SQL Server error {code} (class {class}, state {state})"),
+        code: Some(code),
+        transient: TRANSIENT.contains(&code),
+    };
+    if error.transient || UNAVAILABLE.contains(&code) {
+        StoreError::Unavailable(Box::new(error))
+    } else {
+        StoreError::Other(Box::new(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_and_foreign_key_violations_name_the_api_field() {
+        let sqlserver = "Violation of UNIQUE KEY constraint 'ux_patients_email'. Cannot insert duplicate key in \
+                         object 'dbo.patients'. The duplicate key value is (ana@example.org).";
+        assert!(matches!(classify_server(2627, 14, 1, sqlserver), StoreError::Duplicate { field: "email" }));
+        let index = "Cannot insert duplicate key row in object 'dbo.patients' with unique index \
+                     'ux_patients_username'. The duplicate key value is (ana).";
+        assert!(matches!(classify_server(2601, 14, 1, index), StoreError::Duplicate { field: "username" }));
+        let babelfish = "duplicate key value violates unique constraint \"ux_specialties_codespecialties_a1b2\"";
+        assert!(matches!(classify_server(2627, 14, 1, babelfish), StoreError::Duplicate { field: "code" }));
+        let fk = "The INSERT statement conflicted with the FOREIGN KEY constraint \"fk_doctors_specialty\". \
+                  The conflict occurred in database \"portal\", table \"dbo.specialties\", column 'id'.";
+        assert!(matches!(classify_server(547, 16, 0, fk), StoreError::Reference { field: "specialtyId" }));
+        let check = "The UPDATE statement conflicted with the CHECK constraint \"ck_patients_gender\".";
+        assert!(matches!(classify_server(547, 16, 0, check), StoreError::Other(_)));
+    }
+
+    #[test]
+    fn messages_with_data_never_reach_our_errors() {
+        let e = classify_server(
+            2627,
+            14,
+            1,
+            "Violation of constraint 'ux_other'. The duplicate key value is (secret@x.org).",
+        );
+        assert!(matches!(e, StoreError::Other(_)));
+        assert!(!crate::error::error_chain(&e).contains("secret"));
+    }
+
+    #[test]
+    fn transient_numbers_are_retryable_503s() {
+        for code in [40613, 40197, 40501, 49918, 10928, 4060, 233, 10054, 1205] {
+            let e = classify_server(code, 20, 1, "");
+            assert!(matches!(e, StoreError::Unavailable(_)), "{code}");
+            assert!(is_transient(&e), "{code}");
+        }
+        let login = classify_server(18456, 14, 1, "Login failed for user 'app'.");
+        assert!(matches!(login, StoreError::Unavailable(_)));
+        assert!(!is_transient(&login), "login failures are not retried");
+        assert!(!is_transient(&classify_server(208, 16, 1, "Invalid object name")));
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable() {
+        let reset = map_error(Error::Io { kind: IoErrorKind::ConnectionReset, message: "reset".into() });
+        assert!(matches!(reset, StoreError::Unavailable(_)) && is_transient(&reset));
+        let timeout = map_error(Error::Io { kind: IoErrorKind::TimedOut, message: "slow".into() });
+        assert!(matches!(timeout, StoreError::Unavailable(_)) && !is_transient(&timeout));
+        let tls = map_error(Error::Tls("invalid peer certificate".into()));
+        assert!(matches!(tls, StoreError::Unavailable(_)) && !is_transient(&tls));
+    }
+}

@@ -1,0 +1,146 @@
+//! Every T-SQL statement the SQL Server store sends, in one place so a test can parse each one
+//! (`STATEMENTS`). Parameters are positional (`@P1`...); nothing is ever formatted into them.
+//!
+//! - Inserts return ids through `OUTPUT ... INTO` a table variable: a bare `OUTPUT` fails on
+//!   tables that carry triggers (audit triggers are likely in a clinic database).
+//! - Compare-and-swap updates count their rows through `OUTPUT ... INTO` as well, so the count
+//!   holds whatever `NOCOUNT` the server defaults to and whatever triggers do.
+//! - `UPDLOCK` on the read that precedes an update makes concurrent writers queue on SQL Server;
+//!   it is only an aid (Babelfish ignores it): the version check in the `UPDATE` is the guard.
+//! - Transaction control and `SET` go as plain batches (`simple_query`), never through
+//!   `sp_executesql`, whose scope would undo the `SET` and trip the transaction-count check.
+
+/// Opens a write transaction; an error anywhere inside rolls all of it back.
+pub const BEGIN: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION;";
+pub const COMMIT: &str = "COMMIT TRANSACTION;";
+pub const ROLLBACK: &str = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;";
+pub const PING: &str = "SELECT 1 AS ok;";
+
+// --- schema_migrations --------------------------------------------------------------------
+
+/// Serializes concurrent starters; released with the transaction. An aid: the primary key on
+/// `schema_migrations.version` is what makes a second apply fail.
+pub const MIGRATIONS_LOCK: &str = "EXEC sp_getapplock @Resource = N'portal.schema_migrations', \
+     @LockMode = N'Exclusive', @LockOwner = N'Transaction', @LockTimeout = 60000;";
+pub const MIGRATIONS_TABLE: &str = "IF OBJECT_ID(N'dbo.schema_migrations', N'U') IS NULL
+CREATE TABLE dbo.schema_migrations (
+    version     INT           NOT NULL CONSTRAINT pk_schema_migrations PRIMARY KEY,
+    name        NVARCHAR(200) NOT NULL,
+    checksum    NVARCHAR(64)  NOT NULL,
+    applied_at  DATETIME2(7)  NOT NULL
+);";
+pub const MIGRATIONS_APPLIED: &str = "SELECT version, checksum FROM dbo.schema_migrations ORDER BY version;";
+pub const MIGRATIONS_RECORD: &str =
+    "INSERT INTO dbo.schema_migrations (version, name, checksum, applied_at) VALUES (@P1, @P2, @P3, @P4);";
+
+// --- specialties --------------------------------------------------------------------------
+
+pub const SPECIALTY_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
+INSERT INTO dbo.specialties (code, name, description, created_at, updated_at, version)
+OUTPUT inserted.id INTO @t (id)
+VALUES (@P1, @P2, @P3, @P4, @P4, 1);
+SELECT id FROM @t;";
+pub const SPECIALTY_GET: &str = "SELECT id, code, name, description, created_at, updated_at, version
+FROM dbo.specialties WHERE id = @P1;";
+pub const SPECIALTY_GET_FOR_UPDATE: &str = "SELECT id, code, name, description, created_at, updated_at, version
+FROM dbo.specialties WITH (UPDLOCK, ROWLOCK) WHERE id = @P1;";
+pub const SPECIALTY_LIST: &str = "SELECT TOP (@P2) id, code, name, description, created_at, updated_at, version
+FROM dbo.specialties WHERE id > @P1 ORDER BY id;";
+pub const SPECIALTY_UPDATE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.specialties
+SET name = @P1, description = @P2, updated_at = @P3, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P4 AND version = @P5;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+
+// --- doctors ------------------------------------------------------------------------------
+
+pub const DOCTOR_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
+INSERT INTO dbo.doctors (name, search_key, specialty_id, email, time_zone, bio, active,
+                         created_at, updated_at, version)
+OUTPUT inserted.id INTO @t (id)
+VALUES (@P1, @P2, @P3, @P4, @P5, @P6, 1, @P7, @P7, 1);
+SELECT id FROM @t;";
+pub const DOCTOR_GET: &str =
+    "SELECT id, name, specialty_id, email, time_zone, bio, active, created_at, updated_at, version
+FROM dbo.doctors WHERE id = @P1;";
+pub const DOCTOR_GET_FOR_UPDATE: &str =
+    "SELECT id, name, specialty_id, email, time_zone, bio, active, created_at, updated_at, version
+FROM dbo.doctors WITH (UPDLOCK, ROWLOCK) WHERE id = @P1;";
+/// NULL parameters switch a filter off, so one statement (and one cached plan) serves all.
+pub const DOCTOR_LIST: &str =
+    "SELECT TOP (@P5) id, name, specialty_id, email, time_zone, bio, active, created_at, updated_at, version
+FROM dbo.doctors
+WHERE id > @P1
+  AND (@P2 IS NULL OR specialty_id = @P2)
+  AND (@P3 IS NULL OR search_key LIKE @P3 ESCAPE '\\')
+  AND (@P4 IS NULL OR active = @P4)
+ORDER BY id;";
+pub const DOCTOR_UPDATE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.doctors
+SET name = @P1, search_key = @P2, specialty_id = @P3, email = @P4, time_zone = @P5,
+    bio = @P6, active = @P7, updated_at = @P8, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P9 AND version = @P10;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// Checked first, like the SQLite store, so a missing specialty is named before any write.
+pub const SPECIALTY_EXISTS: &str = "SELECT 1 AS found FROM dbo.specialties WHERE id = @P1;";
+
+// --- patients -----------------------------------------------------------------------------
+
+pub const PATIENT_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
+INSERT INTO dbo.patients (username, name, search_key, email, phone, date_of_birth, gender,
+                          created_at, updated_at, version)
+OUTPUT inserted.id INTO @t (id)
+VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P8, 1);
+SELECT id FROM @t;";
+pub const PATIENT_GET: &str =
+    "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+FROM dbo.patients WHERE id = @P1;";
+pub const PATIENT_GET_FOR_UPDATE: &str =
+    "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+FROM dbo.patients WITH (UPDLOCK, ROWLOCK) WHERE id = @P1;";
+pub const PATIENT_BY_USERNAME: &str =
+    "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+FROM dbo.patients WHERE username = @P1;";
+pub const PATIENT_LIST: &str =
+    "SELECT TOP (@P3) id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+FROM dbo.patients
+WHERE id > @P1 AND (@P2 IS NULL OR search_key LIKE @P2 ESCAPE '\\')
+ORDER BY id;";
+pub const PATIENT_UPDATE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.patients
+SET name = @P1, search_key = @P2, email = @P3, phone = @P4, date_of_birth = @P5,
+    gender = @P6, updated_at = @P7, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P8 AND version = @P9;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+
+/// Every statement above, by name, for the static parse test.
+pub const STATEMENTS: &[(&str, &str)] = &[
+    ("BEGIN", BEGIN),
+    ("COMMIT", COMMIT),
+    ("ROLLBACK", ROLLBACK),
+    ("PING", PING),
+    ("MIGRATIONS_LOCK", MIGRATIONS_LOCK),
+    ("MIGRATIONS_TABLE", MIGRATIONS_TABLE),
+    ("MIGRATIONS_APPLIED", MIGRATIONS_APPLIED),
+    ("MIGRATIONS_RECORD", MIGRATIONS_RECORD),
+    ("SPECIALTY_INSERT", SPECIALTY_INSERT),
+    ("SPECIALTY_GET", SPECIALTY_GET),
+    ("SPECIALTY_GET_FOR_UPDATE", SPECIALTY_GET_FOR_UPDATE),
+    ("SPECIALTY_LIST", SPECIALTY_LIST),
+    ("SPECIALTY_UPDATE", SPECIALTY_UPDATE),
+    ("SPECIALTY_EXISTS", SPECIALTY_EXISTS),
+    ("DOCTOR_INSERT", DOCTOR_INSERT),
+    ("DOCTOR_GET", DOCTOR_GET),
+    ("DOCTOR_GET_FOR_UPDATE", DOCTOR_GET_FOR_UPDATE),
+    ("DOCTOR_LIST", DOCTOR_LIST),
+    ("DOCTOR_UPDATE", DOCTOR_UPDATE),
+    ("PATIENT_INSERT", PATIENT_INSERT),
+    ("PATIENT_GET", PATIENT_GET),
+    ("PATIENT_GET_FOR_UPDATE", PATIENT_GET_FOR_UPDATE),
+    ("PATIENT_BY_USERNAME", PATIENT_BY_USERNAME),
+    ("PATIENT_LIST", PATIENT_LIST),
+    ("PATIENT_UPDATE", PATIENT_UPDATE),
+];

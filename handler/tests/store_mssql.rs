@@ -1,0 +1,223 @@
+//! The store contract against SQL Server / Azure SQL. Skipped unless `MSSQL_CONNECTION_STRING`
+//! is set (see the README). Each test creates its own database `portal_test_<uuid>` on that
+//! server (so the login needs `CREATE ANY DATABASE`, or `dbmanager` on Azure SQL), runs against
+//! it, and drops it when the store is dropped. `MSSQL_TEST_ELASTIC_POOL`, if set, puts the
+//! databases in that Azure SQL elastic pool (faster and cheaper than single databases).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod contract;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
+use handler::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
+use handler::domain::values::Username;
+use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId};
+use handler::store::mssql::{ConnectionManager, ConnectionSettings, MssqlStore};
+use handler::store::{ExpectedVersion, Store, StoreError};
+use secrecy::SecretString;
+
+/// The name is a parameter, quoted by the server; nothing is formatted into SQL.
+const CREATE_DATABASE: &str = "DECLARE @sql NVARCHAR(600) = N'CREATE DATABASE ' + QUOTENAME(@P1)
+    + ISNULL(N' ( SERVICE_OBJECTIVE = ELASTIC_POOL ( name = ' + QUOTENAME(@P2) + N' ) )', N'');
+EXEC sp_executesql @sql;";
+/// Azure SQL (engine edition 5) closes the connections itself and has no SINGLE_USER.
+const DROP_DATABASE: &str = "IF DB_ID(@P1) IS NOT NULL
+BEGIN
+    DECLARE @sql NVARCHAR(600) = CASE WHEN CAST(SERVERPROPERTY('EngineEdition') AS INT) = 5 THEN N''
+        ELSE N'ALTER DATABASE ' + QUOTENAME(@P1) + N' SET SINGLE_USER WITH ROLLBACK IMMEDIATE; ' END
+        + N'DROP DATABASE ' + QUOTENAME(@P1) + N';';
+    EXEC sp_executesql @sql;
+END";
+const TAMPER_CHECKSUM: &str = "UPDATE dbo.schema_migrations SET checksum = N'edited' WHERE version = 1;";
+const FUTURE_MIGRATION: &str = "INSERT INTO dbo.schema_migrations (version, name, checksum, applied_at)
+VALUES (9999, N'future', N'x', SYSUTCDATETIME());";
+
+fn connection_string() -> Option<String> {
+    std::env::var("MSSQL_CONNECTION_STRING").ok().filter(|s| !s.trim().is_empty())
+}
+
+fn base_settings(cs: &str) -> ConnectionSettings {
+    ConnectionSettings::parse(&SecretString::from(cs.to_owned())).unwrap()
+}
+
+/// Runs one admin statement on a connection of its own (not pooled).
+async fn admin(settings: &ConnectionSettings, sql: &'static str, params: &[&dyn tiberius::ToSql]) {
+    use bb8::ManageConnection;
+    let manager = ConnectionManager::new(settings.clone()).unwrap();
+    let mut conn = manager.connect().await.unwrap();
+    conn.rows(sql, params).await.unwrap();
+}
+
+/// A database of its own, dropped (on a thread of its own, since `Drop` cannot await) when
+/// this value goes.
+struct Scratch {
+    base: ConnectionSettings,
+    name: String,
+}
+
+impl Scratch {
+    async fn create(cs: &str) -> Self {
+        let base = base_settings(cs);
+        let name = format!("portal_test_{}", uuid::Uuid::new_v4().simple());
+        let pool = std::env::var("MSSQL_TEST_ELASTIC_POOL").ok().filter(|p| !p.is_empty());
+        admin(&base, CREATE_DATABASE, &[&name.as_str(), &pool.as_deref()]).await;
+        Scratch { base, name }
+    }
+
+    fn settings(&self) -> ConnectionSettings {
+        self.base.with_database(&self.name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let base = self.base.clone();
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(admin(&base, DROP_DATABASE, &[&name.as_str()]));
+        })
+        .join();
+        if dropped.is_err() {
+            eprintln!("could not drop the scratch database {}; drop it by hand", self.name);
+        }
+    }
+}
+
+/// The store under test plus its database; the store is closed before the database is dropped.
+struct ScratchStore {
+    store: Option<MssqlStore>,
+    _scratch: Scratch,
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        // Closes the pool's connections first, so the drop does not wait on them.
+        self.store.take();
+    }
+}
+
+impl ScratchStore {
+    fn s(&self) -> &MssqlStore {
+        self.store.as_ref().unwrap()
+    }
+}
+
+#[async_trait]
+impl Store for ScratchStore {
+    fn provider(&self) -> &'static str {
+        self.s().provider()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.s().ping().await
+    }
+    async fn create_specialty(&self, new: NewSpecialty) -> Result<Specialty, StoreError> {
+        self.s().create_specialty(new).await
+    }
+    async fn get_specialty(&self, id: SpecialtyId) -> Result<Specialty, StoreError> {
+        self.s().get_specialty(id).await
+    }
+    async fn list_specialties(&self, page: PageRequest) -> Result<Page<Specialty>, StoreError> {
+        self.s().list_specialties(page).await
+    }
+    async fn update_specialty(
+        &self,
+        id: SpecialtyId,
+        changes: SpecialtyChanges,
+        expected: ExpectedVersion,
+    ) -> Result<Specialty, StoreError> {
+        self.s().update_specialty(id, changes, expected).await
+    }
+    async fn create_doctor(&self, new: NewDoctor) -> Result<Doctor, StoreError> {
+        self.s().create_doctor(new).await
+    }
+    async fn get_doctor(&self, id: DoctorId) -> Result<Doctor, StoreError> {
+        self.s().get_doctor(id).await
+    }
+    async fn list_doctors(&self, filter: DoctorFilter, page: PageRequest) -> Result<Page<Doctor>, StoreError> {
+        self.s().list_doctors(filter, page).await
+    }
+    async fn update_doctor(
+        &self,
+        id: DoctorId,
+        changes: DoctorChanges,
+        expected: ExpectedVersion,
+    ) -> Result<Doctor, StoreError> {
+        self.s().update_doctor(id, changes, expected).await
+    }
+    async fn create_patient(&self, new: NewPatient) -> Result<Patient, StoreError> {
+        self.s().create_patient(new).await
+    }
+    async fn get_patient(&self, id: PatientId) -> Result<Patient, StoreError> {
+        self.s().get_patient(id).await
+    }
+    async fn find_patient_by_username(&self, username: &Username) -> Result<Patient, StoreError> {
+        self.s().find_patient_by_username(username).await
+    }
+    async fn list_patients(&self, filter: PatientFilter, page: PageRequest) -> Result<Page<Patient>, StoreError> {
+        self.s().list_patients(filter, page).await
+    }
+    async fn update_patient(
+        &self,
+        id: PatientId,
+        changes: PatientChanges,
+        expected: ExpectedVersion,
+    ) -> Result<Patient, StoreError> {
+        self.s().update_patient(id, changes, expected).await
+    }
+}
+
+async fn fresh_store() -> Option<Arc<dyn Store>> {
+    let cs = connection_string()?;
+    let scratch = Scratch::create(&cs).await;
+    let store = MssqlStore::open(scratch.settings()).await.unwrap();
+    Some(Arc::new(ScratchStore { store: Some(store), _scratch: scratch }))
+}
+
+contract_tests!(fresh_store);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_migrate_one_database_at_once() {
+    let Some(cs) = connection_string() else { return eprintln!("skipped: MSSQL_CONNECTION_STRING is not set") };
+    let scratch = Scratch::create(&cs).await;
+    let (a, b) = tokio::join!(MssqlStore::open(scratch.settings()), MssqlStore::open(scratch.settings()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let s = a.create_specialty(contract::specialty("shared")).await.unwrap();
+    assert_eq!(b.get_specialty(s.id).await.unwrap(), s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_or_newer_schemas_are_refused() {
+    let Some(cs) = connection_string() else { return eprintln!("skipped: MSSQL_CONNECTION_STRING is not set") };
+    let scratch = Scratch::create(&cs).await;
+    drop(MssqlStore::open(scratch.settings()).await.unwrap());
+    admin(&scratch.settings(), FUTURE_MIGRATION, &[]).await;
+    let e = MssqlStore::open(scratch.settings()).await.err().unwrap();
+    assert!(handler::error::error_chain(&e).contains("newer"), "{e:?}");
+    admin(&scratch.settings(), TAMPER_CHECKSUM, &[]).await;
+    let e = MssqlStore::open(scratch.settings()).await.err().unwrap();
+    assert!(handler::error::error_chain(&e).contains("changed"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_migrate_runs_twice() {
+    let Some(cs) = connection_string() else { return eprintln!("skipped: MSSQL_CONNECTION_STRING is not set") };
+    let scratch = Scratch::create(&cs).await;
+    // Later keys win, so appending the database points the command at the scratch one.
+    let with_db = format!("{};Database={}", cs.trim_end_matches(';'), scratch.name);
+    for run in 1..=2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+            .arg("migrate")
+            .env("PORTAL_DATABASE", "mssql")
+            .env("MSSQL_CONNECTION_STRING", &with_db)
+            .env("PORTAL_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "run {run}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"), "run {run}");
+    }
+}
