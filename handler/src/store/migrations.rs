@@ -42,6 +42,34 @@ pub const SQLITE: &[Migration] = &[migration!("sqlite", 1, "clinic")];
 /// Same version numbers as [`SQLITE`]; a test checks that the two lists and folders match.
 pub const MSSQL: &[Migration] = &[migration!("mssql", 1, "clinic")];
 
+/// The migrations still to apply, given what `schema_migrations` records as `(version, checksum)`.
+/// Refuses a recorded migration whose file changed since, and a database newer than this binary.
+pub fn pending<'m>(list: &'m [Migration], applied: &[(u32, String)]) -> Result<Vec<&'m Migration>, super::StoreError> {
+    let mut todo = Vec::new();
+    for m in list {
+        match applied.iter().find(|(v, _)| *v == m.version) {
+            Some((_, sum)) if *sum == m.checksum() => {}
+            Some(_) => {
+                return Err(super::StoreError::Other(
+                    format!(
+                        "migration V{} ({}) was changed after it was applied; add a new migration instead",
+                        m.version, m.name
+                    )
+                    .into(),
+                ));
+            }
+            None => todo.push(m),
+        }
+    }
+    let newest = applied.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    if newest > list.last().map_or(0, |m| m.version) {
+        return Err(super::StoreError::Other(
+            "the database schema is newer than this handler; deploy the newer handler".into(),
+        ));
+    }
+    Ok(todo)
+}
+
 /// Files under `sql/<dialect>/`, so a test can check that every file is listed above.
 pub fn file_name(m: &Migration) -> String {
     format!("V{}__{}.sql", m.version, m.name)

@@ -63,38 +63,21 @@ async fn apply_in_transaction(conn: &mut MssqlConn, list: &'static [Migration]) 
         .rows(sql::MIGRATIONS_APPLIED, &[])
         .await?
         .iter()
-        .map(|r| Ok((rows::int32(r, 0)?, rows::text(r, 1)?)))
+        .map(|r| {
+            let version =
+                u32::try_from(rows::int32(r, 0)?).map_err(|_| StoreError::Other("bad migration version".into()))?;
+            Ok((version, rows::text(r, 1)?))
+        })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    for m in list {
+    for m in migrations::pending(list, &applied)? {
         let version = i32::try_from(m.version).map_err(|_| StoreError::Other("migration version too large".into()))?;
-        match applied.iter().find(|(v, _)| *v == version) {
-            Some((_, sum)) if *sum == m.checksum() => continue,
-            Some(_) => {
-                return Err(StoreError::Other(
-                    format!(
-                        "migration V{} ({}) was changed after it was applied; add a new migration instead",
-                        m.version, m.name
-                    )
-                    .into(),
-                ));
-            }
-            None => {
-                for batch in migrations::batches(m.sql) {
-                    conn.batch(batch).await?;
-                }
-                let checksum = m.checksum();
-                let now = time::now().naive_utc();
-                conn.rows(sql::MIGRATIONS_RECORD, &[&version, &m.name, &checksum.as_str(), &now]).await?;
-                tracing::info!(version = m.version, name = m.name, "applied migration");
-            }
+        for batch in migrations::batches(m.sql) {
+            conn.batch(batch).await?;
         }
-    }
-    let newest = applied.iter().map(|(v, _)| *v).max().unwrap_or(0);
-    let known = list.last().map_or(0, |m| i32::try_from(m.version).unwrap_or(i32::MAX));
-    if newest > known {
-        return Err(StoreError::Other(
-            "the database schema is newer than this handler; deploy the newer handler".into(),
-        ));
+        let checksum = m.checksum();
+        let now = time::now().naive_utc();
+        conn.rows(sql::MIGRATIONS_RECORD, &[&version, &m.name, &checksum.as_str(), &now]).await?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
     }
     Ok(())
 }

@@ -1,12 +1,12 @@
 //! Applies `sql/sqlite/` migrations in one immediate transaction, so two processes starting on
 //! the same file at once cannot both apply one.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::map_error;
 use crate::domain::time;
 use crate::store::StoreError;
-use crate::store::migrations::{Migration, SQLITE};
+use crate::store::migrations::{Migration, SQLITE, pending};
 
 pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
     apply_list(conn, SQLITE)
@@ -23,39 +23,17 @@ fn apply_list(conn: &mut Connection, migrations: &[Migration]) -> Result<(), Sto
         ) STRICT;",
     )
     .map_err(map_error)?;
-    for m in migrations {
-        let applied: Option<String> = tx
-            .query_row("SELECT checksum FROM schema_migrations WHERE version = ?1", [m.version], |r| r.get(0))
-            .optional()
-            .map_err(map_error)?;
-        match applied {
-            Some(sum) if sum == m.checksum() => continue,
-            Some(_) => {
-                return Err(StoreError::Other(
-                    format!(
-                        "migration V{} ({}) was changed after it was applied; add a new migration instead",
-                        m.version, m.name
-                    )
-                    .into(),
-                ));
-            }
-            None => {
-                tx.execute_batch(m.sql).map_err(map_error)?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![m.version, m.name, m.checksum(), time::to_db_text(time::now())],
-                )
-                .map_err(map_error)?;
-            }
-        }
-    }
-    let newest: Option<u32> =
-        tx.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0)).map_err(map_error)?;
-    let known = migrations.last().map_or(0, |m| m.version);
-    if newest.unwrap_or(0) > known {
-        return Err(StoreError::Other(
-            "the database schema is newer than this handler; deploy the newer handler".into(),
-        ));
+    let applied: Vec<(u32, String)> = tx
+        .prepare("SELECT version, checksum FROM schema_migrations")
+        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(map_error)?;
+    for m in pending(migrations, &applied)? {
+        tx.execute_batch(m.sql).map_err(map_error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+            params![m.version, m.name, m.checksum(), time::to_db_text(time::now())],
+        )
+        .map_err(map_error)?;
     }
     tx.commit().map_err(map_error)
 }
