@@ -8,14 +8,21 @@ use std::path::Path;
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
     println!("cargo:rerun-if-changed={}", root.display());
-    let mut names: Vec<String> = std::fs::read_dir(&root)
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .filter(|e| e.path().join("function.json").is_file())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut names: Vec<String> = match std::fs::read_dir(&root) {
+        Ok(dir) => dir
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("function.json").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(e) => {
+            println!("cargo:warning=cannot read {}: {e}", root.display());
+            std::process::exit(1);
+        }
+    };
+    if names.is_empty() {
+        println!("cargo:warning=no functions/<Name>/function.json under {}", root.display());
+        std::process::exit(1);
+    }
     names.sort();
     let mut out = String::from("/// (function name, function.json text), one per folder under functions/.\n");
     out.push_str("pub const FUNCTION_JSON: &[(&str, &str)] = &[\n");

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
+use crate::auth::bearer::{BearerSettings, DEFAULT_AUTHORITY};
+
 /// How the process was started: under the Functions host, or on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunMode {
@@ -49,6 +51,13 @@ pub struct Settings {
     pub run_timers: bool,
     /// actix worker threads.
     pub workers: usize,
+    /// Entra ID bearer tokens validated by the handler; `None` when no tenant is configured.
+    pub bearer: Option<BearerSettings>,
+    pub identity: IdentitySettings,
+    /// Per-caller and per-IP request rates by endpoint class (`PORTAL_RATE_LIMITS` over the defaults).
+    pub rate_limits: crate::auth::rate_limit::RateLimits,
+    /// `PORTAL_RATE_LIMITS_ENABLED`: answer 429 when a rate is exceeded.
+    pub rate_limits_enabled: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -82,7 +91,29 @@ pub const SETTING_NAMES: &[&str] = &[
     "PORTAL_MAX_INVOCATION_BYTES",
     "PORTAL_RUN_TIMERS",
     "PORTAL_WORKERS",
+    "PORTAL_ENTRA_TENANT_ID",
+    "PORTAL_ENTRA_AUDIENCES",
+    "PORTAL_ENTRA_AUTHORITY",
+    "PORTAL_RATE_LIMITS",
+    "PORTAL_RATE_LIMITS_ENABLED",
+    "PORTAL_EASY_AUTH",
+    "WEBSITE_AUTH_ENABLED",
+    "PORTAL_DEV_IDENTITY",
+    "WEBSITE_SITE_NAME",
+    "PORTAL_BOOTSTRAP_ADMINS",
 ];
+
+/// How callers prove who they are (besides bearer tokens, see `bearer`).
+#[derive(Debug, Clone, Default)]
+pub struct IdentitySettings {
+    /// Trust `X-MS-CLIENT-PRINCIPAL`: App Service Authentication is on, so the platform strips
+    /// client-sent copies and sets its own.
+    pub trust_easy_auth: bool,
+    /// Accept the `x-portal-dev-user` header. Refused at start when running in Azure.
+    pub dev_identity: bool,
+    /// Identities made admins the first time they sign in.
+    pub bootstrap_admins: Vec<crate::domain::user::Subject>,
+}
 
 impl Settings {
     /// Reads the process environment.
@@ -207,6 +238,14 @@ impl Settings {
                     .ok_or_else(|| err("PORTAL_WORKERS", "must be a whole number from 1 to 64"))?,
                 None => std::thread::available_parallelism().map_or(2, |n| n.get()).min(8),
             },
+            bearer: bearer_settings(&get)?,
+            identity: identity_settings(&get)?,
+            rate_limits: get("PORTAL_RATE_LIMITS")
+                .map(crate::auth::rate_limit::RateLimits::parse)
+                .transpose()
+                .map_err(|e| err("PORTAL_RATE_LIMITS", e.to_string()))?
+                .unwrap_or_default(),
+            rate_limits_enabled: parse_bool("PORTAL_RATE_LIMITS_ENABLED", get("PORTAL_RATE_LIMITS_ENABLED"), true)?,
         })
     }
 
@@ -223,8 +262,47 @@ impl Settings {
             max_invocation_body_bytes: 48 * 1024 * 1024,
             run_timers: false,
             workers: 2,
+            bearer: None,
+            // Tests sign in with the development header; `test-admin` becomes an admin.
+            identity: IdentitySettings {
+                trust_easy_auth: false,
+                dev_identity: true,
+                bootstrap_admins: crate::domain::user::Subject::parse("test-admin").into_iter().collect(),
+            },
+            // Off, so tests that send many requests as one caller are not throttled; tests of the
+            // limits turn it on.
+            rate_limits: crate::auth::rate_limit::RateLimits::default(),
+            rate_limits_enabled: false,
         }
     }
+}
+
+fn identity_settings<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<IdentitySettings, ConfigError> {
+    // The platform sets WEBSITE_AUTH_ENABLED when App Service Authentication is on; an explicit
+    // PORTAL_EASY_AUTH wins either way.
+    let platform = parse_bool("WEBSITE_AUTH_ENABLED", get("WEBSITE_AUTH_ENABLED"), false)?;
+    let trust_easy_auth = parse_bool("PORTAL_EASY_AUTH", get("PORTAL_EASY_AUTH"), platform)?;
+    let dev_identity = parse_bool("PORTAL_DEV_IDENTITY", get("PORTAL_DEV_IDENTITY"), false)?;
+    if dev_identity && get("WEBSITE_SITE_NAME").is_some() {
+        return Err(err(
+            "PORTAL_DEV_IDENTITY",
+            "must not be true in Azure (WEBSITE_SITE_NAME is set): anyone could claim any identity",
+        ));
+    }
+    let bootstrap_admins = get("PORTAL_BOOTSTRAP_ADMINS")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    crate::domain::user::Subject::parse(s)
+                        .map_err(|_| err("PORTAL_BOOTSTRAP_ADMINS", "each entry must be an Entra object id"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    Ok(IdentitySettings { trust_easy_auth, dev_identity, bootstrap_admins })
 }
 
 /// Refuses a SQL Server setup that could never connect, naming the setting to fix. Messages
@@ -261,6 +339,67 @@ fn check_sql_server<'a>(
         Auth::SqlPassword { .. } => {}
     }
     Ok(())
+}
+
+/// Entra ID bearer settings: all three unset means no bearer validation; a tenant requires
+/// audiences, and audiences or an authority without a tenant are a mistake worth failing on.
+fn bearer_settings<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Option<BearerSettings>, ConfigError> {
+    let audiences: Vec<String> = get("PORTAL_ENTRA_AUDIENCES")
+        .map(|v| v.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let authority = get("PORTAL_ENTRA_AUTHORITY");
+    let Some(tenant) = get("PORTAL_ENTRA_TENANT_ID") else {
+        if !audiences.is_empty() || authority.is_some() {
+            return Err(err(
+                "PORTAL_ENTRA_TENANT_ID",
+                "is required when PORTAL_ENTRA_AUDIENCES or PORTAL_ENTRA_AUTHORITY is set",
+            ));
+        }
+        return Ok(None);
+    };
+    // Only a single tenant's GUID: `common`/`organizations` would accept any tenant's users.
+    let tenant = uuid::Uuid::try_parse(tenant)
+        .map_err(|_| {
+            err(
+                "PORTAL_ENTRA_TENANT_ID",
+                "must be the directory (tenant) id, a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47",
+            )
+        })?
+        .hyphenated()
+        .to_string();
+    if audiences.is_empty() {
+        return Err(err(
+            "PORTAL_ENTRA_AUDIENCES",
+            "is required when PORTAL_ENTRA_TENANT_ID is set: the API's application id URI and/or client id, comma-separated",
+        ));
+    }
+    let mut settings = BearerSettings::new(tenant, audiences);
+    settings.authority_host = match authority {
+        Some(v) => parse_authority(v)?,
+        None => DEFAULT_AUTHORITY.to_owned(),
+    };
+    Ok(Some(settings))
+}
+
+/// An authority base URL: https, or http on a loopback address (a local fake); no path or query.
+fn parse_authority(value: &str) -> Result<String, ConfigError> {
+    const NAME: &str = "PORTAL_ENTRA_AUTHORITY";
+    let url =
+        reqwest::Url::parse(value).map_err(|_| err(NAME, "must be a URL such as https://login.microsoftonline.us"))?;
+    let loopback = crate::auth::bearer::is_loopback_url(value);
+    if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+        return Err(err(NAME, "must use https (http only on a loopback address)"));
+    }
+    if url.host_str().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(err(NAME, "must be just a scheme and host, such as https://login.microsoftonline.us"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 fn parse_port(name: &'static str, value: &str, allow_zero: bool) -> Result<u16, ConfigError> {
@@ -363,6 +502,24 @@ mod tests {
     }
 
     #[test]
+    fn identity_settings() {
+        let s = Settings::from_map(&env(&[])).unwrap();
+        assert!(!s.identity.trust_easy_auth && !s.identity.dev_identity);
+        let s = Settings::from_map(&env(&[("WEBSITE_AUTH_ENABLED", "True")])).unwrap();
+        assert!(s.identity.trust_easy_auth);
+        let s = Settings::from_map(&env(&[("WEBSITE_AUTH_ENABLED", "true"), ("PORTAL_EASY_AUTH", "false")])).unwrap();
+        assert!(!s.identity.trust_easy_auth);
+        let e = Settings::from_map(&env(&[("PORTAL_DEV_IDENTITY", "true"), ("WEBSITE_SITE_NAME", "portal-prod")]))
+            .unwrap_err();
+        assert_eq!(e.name, "PORTAL_DEV_IDENTITY");
+        let s = Settings::from_map(&env(&[("PORTAL_BOOTSTRAP_ADMINS", "0F1E2D3C-aaaa-bbbb-cccc-000000000001, x")]))
+            .unwrap();
+        assert_eq!(s.identity.bootstrap_admins.len(), 2);
+        let e = Settings::from_map(&env(&[("PORTAL_BOOTSTRAP_ADMINS", "a b")])).unwrap_err();
+        assert_eq!(e.name, "PORTAL_BOOTSTRAP_ADMINS");
+    }
+
+    #[test]
     fn secrets_are_not_printed() {
         let s = Settings::from_map(&env(&[
             ("PORTAL_FUNCTION_KEYS", "0123456789abcdef-secret"),
@@ -398,6 +555,81 @@ mod tests {
         assert_eq!(mssql(dev, &[("MSSQL_ACCESS_TOKEN", "not-a-token")]).unwrap_err().name, "MSSQL_ACCESS_TOKEN");
         assert!(mssql(dev, &[("MSSQL_ACCESS_TOKEN", "a.b.c")]).is_ok());
         assert!(mssql("Server=localhost,1433;User Id=sa;Password=pw;TrustServerCertificate=true", &[]).is_ok());
+    }
+
+    #[test]
+    fn entra_bearer_settings() {
+        let tenant = "72F988BF-86F1-41AF-91AB-2D7CD011DB47";
+        assert!(Settings::from_map(&env(&[])).unwrap().bearer.is_none());
+        let s = Settings::from_map(&env(&[
+            ("PORTAL_ENTRA_TENANT_ID", tenant),
+            ("PORTAL_ENTRA_AUDIENCES", " api://portal , 11111111-2222-3333-4444-555555555555,"),
+        ]))
+        .unwrap();
+        let bearer = s.bearer.unwrap();
+        assert_eq!(bearer.tenant_id, tenant.to_ascii_lowercase());
+        assert_eq!(bearer.audiences, vec!["api://portal", "11111111-2222-3333-4444-555555555555"]);
+        assert_eq!(bearer.authority_host, "https://login.microsoftonline.com");
+
+        let with_authority = |authority: &str| {
+            Settings::from_map(&env(&[
+                ("PORTAL_ENTRA_TENANT_ID", tenant),
+                ("PORTAL_ENTRA_AUDIENCES", "api://portal"),
+                ("PORTAL_ENTRA_AUTHORITY", authority),
+            ]))
+        };
+        for (authority, expected) in [
+            ("https://login.microsoftonline.us/", "https://login.microsoftonline.us"),
+            ("http://127.0.0.1:8081", "http://127.0.0.1:8081"),
+            ("http://localhost:8081/", "http://localhost:8081"),
+        ] {
+            assert_eq!(with_authority(authority).unwrap().bearer.unwrap().authority_host, expected);
+        }
+        for authority in [
+            "http://login.microsoftonline.com",
+            "login.microsoftonline.com",
+            "https://login.microsoftonline.com/tenant",
+            "https://user:pw@login.microsoftonline.com",
+            "https://login.microsoftonline.com/?x=1",
+            "http://10.0.0.1",
+        ] {
+            assert_eq!(with_authority(authority).unwrap_err().name, "PORTAL_ENTRA_AUTHORITY", "{authority}");
+        }
+
+        for (pairs, name) in [
+            (
+                vec![("PORTAL_ENTRA_TENANT_ID", "common"), ("PORTAL_ENTRA_AUDIENCES", "api://p")],
+                "PORTAL_ENTRA_TENANT_ID",
+            ),
+            (vec![("PORTAL_ENTRA_TENANT_ID", "not-a-guid")], "PORTAL_ENTRA_TENANT_ID"),
+            (vec![("PORTAL_ENTRA_TENANT_ID", tenant)], "PORTAL_ENTRA_AUDIENCES"),
+            (vec![("PORTAL_ENTRA_TENANT_ID", tenant), ("PORTAL_ENTRA_AUDIENCES", " , ")], "PORTAL_ENTRA_AUDIENCES"),
+            (vec![("PORTAL_ENTRA_AUDIENCES", "api://p")], "PORTAL_ENTRA_TENANT_ID"),
+            (vec![("PORTAL_ENTRA_AUTHORITY", "https://login.microsoftonline.us")], "PORTAL_ENTRA_TENANT_ID"),
+        ] {
+            assert_eq!(Settings::from_map(&env(&pairs)).unwrap_err().name, name, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn rate_limit_settings_are_parsed_and_named() {
+        use crate::auth::rate_limit::{LimitClass, RateLimits, Scope};
+        let s = Settings::from_map(&env(&[])).unwrap();
+        assert!(s.rate_limits_enabled);
+        assert_eq!(s.rate_limits, RateLimits::default());
+        let s = Settings::from_map(&env(&[
+            ("PORTAL_RATE_LIMITS", "booking=10/min, signin.ip=off"),
+            ("PORTAL_RATE_LIMITS_ENABLED", "false"),
+        ]))
+        .unwrap();
+        assert!(!s.rate_limits_enabled);
+        assert_eq!(s.rate_limits.get(LimitClass::Booking, Scope::Caller).map(|r| r.count()), Some(10));
+        assert_eq!(s.rate_limits.get(LimitClass::SignIn, Scope::Ip), None);
+        let e = Settings::from_map(&env(&[("PORTAL_RATE_LIMITS", "booking=10/min,upload=fast")])).unwrap_err();
+        assert_eq!(e.name, "PORTAL_RATE_LIMITS");
+        assert!(e.to_string().contains("`upload=fast`"), "{e}");
+        let e = Settings::from_map(&env(&[("PORTAL_RATE_LIMITS_ENABLED", "maybe")])).unwrap_err();
+        assert_eq!(e.name, "PORTAL_RATE_LIMITS_ENABLED");
     }
 
     #[test]

@@ -4,14 +4,46 @@
 
 use chrono::NaiveDate;
 
+use crate::domain::audit::{Action, Entry, Outcome};
 use crate::domain::doctor::{DoctorFilter, NewDoctor};
 use crate::domain::patient::NewPatient;
 use crate::domain::specialty::NewSpecialty;
+use crate::domain::user::{Membership, Subject};
 use crate::domain::values::{
     EmailAddress, Gender, LongText, PersonName, Phone, SpecialtyCode, TimeZone, Title, ValueError,
 };
-use crate::domain::{PageRequest, SpecialtyId};
-use crate::store::{Store, StoreError};
+use crate::domain::{PageRequest, SpecialtyId, time};
+use crate::store::{PatientScope, Store, StoreError};
+
+/// Development identities for the demo clinic (send one in `x-portal-dev-user`): an admin, a
+/// staff member, every doctor by the name before the `@` of their email, every patient by
+/// username.
+pub const DEMO_ADMIN: &str = "dev-admin";
+pub const DEMO_STAFF: &str = "dev-staff";
+
+fn system_entry(action: Action, resource_type: &str) -> Entry {
+    Entry {
+        occurred_at: time::now(),
+        request_id: "demo-seed".into(),
+        actor: None,
+        actor_role: "system".into(),
+        action,
+        resource_type: resource_type.into(),
+        resource_id: None,
+        patient_id: None,
+        outcome: Outcome::Success,
+    }
+}
+
+async fn ensure_user(
+    store: &dyn Store,
+    report: &mut DemoReport,
+    subject: &str,
+    m: Membership,
+) -> Result<(), StoreError> {
+    let subject = Subject::parse(subject).map_err(invalid)?;
+    tally(report, store.create_user(subject, m, system_entry(Action::RoleChange, "user")).await)
+}
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct DemoReport {
@@ -101,6 +133,20 @@ fn tally<T>(report: &mut DemoReport, result: Result<T, StoreError>) -> Result<()
     Ok(())
 }
 
+async fn find_doctor(store: &dyn Store, email: &str) -> Result<crate::domain::doctor::Doctor, StoreError> {
+    let mut page = PageRequest { after: 0, limit: crate::domain::page::MAX_LIMIT };
+    loop {
+        let batch = store.list_doctors(DoctorFilter::default(), page).await?;
+        if let Some(d) = batch.items.iter().find(|d| d.email.as_str() == email) {
+            return Ok(d.clone());
+        }
+        match (batch.next_cursor, batch.items.last()) {
+            (Some(_), Some(last)) => page.after = last.id.get(),
+            _ => return Err(StoreError::NotFound),
+        }
+    }
+}
+
 pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
     let mut report = DemoReport::default();
     for (code, name, description) in SPECIALTIES {
@@ -128,7 +174,20 @@ pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
             time_zone: TimeZone::parse(zone).map_err(invalid)?,
             bio: Some(LongText::parse(bio).map_err(invalid)?),
         };
-        tally(&mut report, store.create_doctor(new).await)?;
+        let email = new.email.clone();
+        let doctor = match store.create_doctor(new).await {
+            Ok(d) => {
+                report.created += 1;
+                d
+            }
+            Err(StoreError::Duplicate { .. }) => {
+                report.already_present += 1;
+                find_doctor(store, email.as_str()).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let login = email.as_str().split('@').next().unwrap_or_default().to_owned();
+        ensure_user(store, &mut report, &login, Membership::Doctor(doctor.id)).await?;
     }
     for (username, name, email, phone, born, gender) in PATIENTS {
         let new = NewPatient {
@@ -140,8 +199,13 @@ pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
                 .map_err(|_| invalid(ValueError("bad demo birth date".into())))?,
             gender: gender.map(Gender::parse).transpose().map_err(invalid)?,
         };
-        tally(&mut report, store.create_patient(new).await)?;
+        let username = new.username.clone();
+        tally(&mut report, store.create_patient(new, None, system_entry(Action::Create, "patient")).await)?;
+        let patient = store.find_patient_by_username(&username, PatientScope::All).await?;
+        ensure_user(store, &mut report, username.as_str(), Membership::Patient(patient.id)).await?;
     }
+    ensure_user(store, &mut report, DEMO_ADMIN, Membership::Admin).await?;
+    ensure_user(store, &mut report, DEMO_STAFF, Membership::Staff).await?;
     // Touch the doctor list once so a broken filter query fails the seed, not the first user.
     store.list_doctors(DoctorFilter::default(), PageRequest::default()).await?;
     Ok(report)

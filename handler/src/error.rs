@@ -38,8 +38,15 @@ pub enum ApiError {
     /// Well-formed but invalid values.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// Function key missing or wrong (standalone mode).
     #[error("unauthorized")]
     Unauthorized,
+    /// No acceptable identity for a route that needs one.
+    #[error("not signed in")]
+    NotSignedIn,
+    /// Signed in, but the role may not do this.
+    #[error("forbidden")]
+    Forbidden,
     /// Also used for ids that belong to someone else, so existence never leaks.
     #[error("not found")]
     NotFound,
@@ -96,6 +103,8 @@ impl ApiError {
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::Validation(_) => "validation_failed",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::NotSignedIn => "not_signed_in",
+            ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { .. } => "conflict",
@@ -117,6 +126,8 @@ impl ApiError {
             ApiError::Unauthorized => {
                 "a valid function key is required in the x-functions-key header or the code query parameter".into()
             }
+            ApiError::NotSignedIn => "sign in first: this resource needs a signed-in user".into(),
+            ApiError::Forbidden => "your role may not do this".into(),
             ApiError::NotFound => "no such resource".into(),
             ApiError::MethodNotAllowed => "this method is not allowed on this resource".into(),
             ApiError::Conflict { message, .. } => message.clone(),
@@ -138,7 +149,8 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::NotSignedIn => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -179,6 +191,9 @@ impl ResponseError for ApiError {
             request_id,
         };
         let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::NotSignedIn) {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
         if let ApiError::TooManyRequests { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }

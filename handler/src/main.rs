@@ -18,10 +18,14 @@ struct Cli {
 enum Command {
     /// Serve HTTP (the default). Under the Functions host, listens on FUNCTIONS_CUSTOMHANDLER_PORT.
     Serve {
-        /// Load the demo clinic first (skipped for rows already present).
+        /// Load the demo clinic first (skipped for rows already present) and accept the
+        /// development identity header, so its users can sign in (`x-portal-dev-user: dev-admin`).
+        /// Refused in Azure.
         #[arg(long)]
         demo_data: bool,
     },
+    /// Walk the audit trail's hash chain and report the first broken link (exit 1 if any).
+    VerifyAudit,
     /// Load the demo clinic into the configured database and exit.
     SeedDemo,
     /// Apply database migrations and exit.
@@ -57,12 +61,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, settings: Settings) -> Result<(), String> {
+async fn run(command: Command, mut settings: Settings) -> Result<(), String> {
     let chain = |e: &(dyn std::error::Error + 'static)| handler::error::error_chain(e);
     match command {
         Command::CheckConfig => {
             println!("configuration is valid");
             Ok(())
+        }
+        Command::VerifyAudit => {
+            let store = store::open(&settings.database).await.map_err(|e| chain(&e))?;
+            let result = store::verify_audit_chain(store.as_ref()).await.map_err(|e| chain(&e))?;
+            match result.first_broken {
+                None => {
+                    println!("audit trail intact: {} rows, last hash {}", result.checked, result.last_hash);
+                    Ok(())
+                }
+                Some(broken) => Err(format!("audit trail broken at row {}: {}", broken.id, broken.reason)),
+            }
         }
         Command::Migrate => {
             let store = store::open(&settings.database).await.map_err(|e| chain(&e))?;
@@ -76,6 +91,12 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Serve { demo_data } => {
+            if demo_data {
+                if std::env::var_os("WEBSITE_SITE_NAME").is_some() {
+                    return Err("--demo-data is for local use and is refused in Azure".into());
+                }
+                settings.identity.dev_identity = true;
+            }
             let store = store::open_for_serving(&settings.database).await.map_err(|e| chain(&e))?;
             if demo_data {
                 let report = demo::seed(store.as_ref()).await.map_err(|e| chain(&e))?;

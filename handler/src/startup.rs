@@ -14,7 +14,9 @@ use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
 use tokio::sync::watch;
 
 use crate::api::extract::JsonLimit;
+use crate::auth::guard::{AuthConfig, RouteRules, guard};
 use crate::auth::keys::{KeyPolicy, require_key};
+use crate::auth::rate_limit::RateLimiter;
 use crate::config::{CorsSettings, RunMode, Settings};
 use crate::error::ApiError;
 use crate::functions::{InvocationLimit, timers};
@@ -24,6 +26,8 @@ use crate::{api, functions, telemetry};
 /// Shared by every request and timer run; built once, outside the actix worker factory.
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub auth: AuthConfig,
+    pub limiter: RateLimiter,
     pub mode: RunMode,
     pub started: Instant,
 }
@@ -49,6 +53,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Timer(#[from] timers::TimerError),
+    #[error("bearer token validation could not be set up: {0}")]
+    Auth(String),
 }
 
 pub struct Application {
@@ -80,18 +86,27 @@ impl Application {
         let timers =
             if settings.run_timers { timers::scheduled_timers(|name| std::env::var(name).ok())? } else { Vec::new() };
 
-        let state = web::Data::new(AppState { store, mode: settings.mode.clone(), started: Instant::now() });
+        let state = web::Data::new(AppState {
+            store,
+            auth: auth_config(&settings)?,
+            limiter: RateLimiter::from_settings(&settings),
+            mode: settings.mode.clone(),
+            started: Instant::now(),
+        });
         let keys = web::Data::from(KeyPolicy::new(if standalone { &settings.function_keys } else { &[] }));
         let cors = settings.cors.clone();
         let json_limit = JsonLimit(settings.max_json_body_bytes);
         let invocation_limit = InvocationLimit(settings.max_invocation_body_bytes);
         let app_state = state.clone();
+        let rules = web::Data::new(RouteRules::from_table());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(keys.clone())
+                .app_data(rules.clone())
                 .app_data(json_limit)
                 .app_data(invocation_limit)
+                .wrap(from_fn(guard))
                 .wrap(from_fn(require_key))
                 .wrap(Condition::new(standalone && !cors.allowed_origins.is_empty(), cors_policy(&cors)))
                 .wrap(from_fn(cors_answers))
@@ -163,6 +178,19 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+fn auth_config(settings: &Settings) -> Result<AuthConfig, StartupError> {
+    let bearer = match settings.bearer.clone() {
+        Some(b) => Some(crate::auth::bearer::BearerValidator::new(b).map_err(|e| StartupError::Auth(e.to_string()))?),
+        None => None,
+    };
+    Ok(AuthConfig {
+        trust_easy_auth: settings.identity.trust_easy_auth,
+        bearer,
+        dev_identity: settings.identity.dev_identity,
+        bootstrap_admins: settings.identity.bootstrap_admins.iter().map(|s| s.as_str().to_owned()).collect(),
+    })
 }
 
 /// The host's readiness probe: any answer counts, so answer at once without touching the store.

@@ -280,7 +280,7 @@ async fn an_oversized_chunked_body_is_refused_as_it_streams_in() {
     // No Content-Length, so the limit can only be enforced while reading.
     let body = serde_json::to_vec(&json!({"username": "ana.lopez", "name": LEAKY.repeat(6000)})).unwrap();
     let mut request = b"POST /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-        Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        x-portal-dev-user: test-admin\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         .to_vec();
     for chunk in body.chunks(8192) {
         request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());

@@ -106,6 +106,8 @@ async fn under_the_host_it_binds_loopback_answers_and_leaves_keys_to_the_host() 
             ("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "5c0a2ab4-2a8c-4fd1-9d51-6a6d8e2b3f10"),
             ("FUNCTIONS_WORKER_RUNTIME", "Custom"),
             ("PORTAL_FUNCTION_KEYS", KEY),
+            ("PORTAL_DEV_IDENTITY", "true"),
+            ("PORTAL_BOOTSTRAP_ADMINS", common::TEST_ADMIN),
             // The container convention must not win over the host's port.
             ("PORT", "1"),
         ],
@@ -161,7 +163,13 @@ async fn standalone_sigterm_exits_zero_and_keys_are_enforced() {
     let port_text = port.to_string();
     let mut server = Running::start(
         dir.path(),
-        &[("PORT", &port_text), ("PORTAL_FUNCTION_KEYS", KEY), ("PORTAL_LOG_FORMAT", "text")],
+        &[
+            ("PORT", &port_text),
+            ("PORTAL_FUNCTION_KEYS", KEY),
+            ("PORTAL_LOG_FORMAT", "text"),
+            ("PORTAL_DEV_IDENTITY", "true"),
+            ("PORTAL_BOOTSTRAP_ADMINS", common::TEST_ADMIN),
+        ],
         port,
     );
     server.wait_ready().await;

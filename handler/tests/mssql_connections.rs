@@ -230,6 +230,9 @@ async fn the_store_starts_without_connecting_and_answers_unavailable_when_the_da
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(10), "bounded by the pool's wait");
     assert!(*connections.lock().unwrap() >= 1);
-    let e = store.get_patient(handler::domain::PatientId::new(1).unwrap()).await.unwrap_err();
+    let e = store
+        .get_patient(handler::domain::PatientId::new(1).unwrap(), handler::store::PatientScope::All)
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
 }

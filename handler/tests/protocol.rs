@@ -343,7 +343,8 @@ async fn forwarded_http_requests_with_host_headers_work() {
     let mut request = format!(
         "POST /api/patients HTTP/1.1\r\nHost: portal-func.azurewebsites.net\r\n\
          Content-Type: application/json; charset=utf-8\r\nX-Azure-Functions-InvocationId: {INVOCATION_ID}\r\n\
-         User-Agent: Azure-Functions-Host/4.1037.1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+         User-Agent: Azure-Functions-Host/4.1037.1.1\r\nx-portal-dev-user: test-admin\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
         body.len()
     )
     .into_bytes();

@@ -9,7 +9,8 @@ use handler::config::{RunMode, SETTING_NAMES, Settings};
 use serde_json::Value;
 
 /// Set by the Functions host or the container platform, never by the user's local settings.
-const HOST_PROVIDED: &[&str] = &["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT", "PORT"];
+const HOST_PROVIDED: &[&str] =
+    &["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT", "PORT", "WEBSITE_AUTH_ENABLED", "WEBSITE_SITE_NAME"];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

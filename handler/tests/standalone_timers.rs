@@ -111,6 +111,8 @@ async fn the_scheduler_keeps_running_after_failures_and_stops_on_shutdown() {
     let store = Arc::new(DownStore::default());
     let state = web::Data::new(AppState {
         store: store.clone(),
+        auth: handler::auth::guard::AuthConfig::disabled(),
+        limiter: handler::auth::rate_limit::RateLimiter::disabled(),
         mode: RunMode::Standalone { address: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 0 },
         started: std::time::Instant::now(),
     });

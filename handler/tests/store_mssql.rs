@@ -11,13 +11,15 @@ mod contract;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use handler::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
+use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
-use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId};
+use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, UserId};
 use handler::store::mssql::{ConnectionManager, ConnectionSettings, MssqlStore};
-use handler::store::{ExpectedVersion, Store, StoreError};
+use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
 use secrecy::SecretString;
 
 /// The name is a parameter, quoted by the server; nothing is formatted into SQL.
@@ -149,25 +151,72 @@ impl Store for ScratchStore {
     ) -> Result<Doctor, StoreError> {
         self.s().update_doctor(id, changes, expected).await
     }
-    async fn create_patient(&self, new: NewPatient) -> Result<Patient, StoreError> {
-        self.s().create_patient(new).await
+    async fn create_patient(
+        &self,
+        new: NewPatient,
+        link: Option<Subject>,
+        audit: AuditEntry,
+    ) -> Result<Patient, StoreError> {
+        self.s().create_patient(new, link, audit).await
     }
-    async fn get_patient(&self, id: PatientId) -> Result<Patient, StoreError> {
-        self.s().get_patient(id).await
+    async fn get_patient(&self, id: PatientId, scope: PatientScope) -> Result<Patient, StoreError> {
+        self.s().get_patient(id, scope).await
     }
-    async fn find_patient_by_username(&self, username: &Username) -> Result<Patient, StoreError> {
-        self.s().find_patient_by_username(username).await
+    async fn find_patient_by_username(&self, username: &Username, scope: PatientScope) -> Result<Patient, StoreError> {
+        self.s().find_patient_by_username(username, scope).await
     }
-    async fn list_patients(&self, filter: PatientFilter, page: PageRequest) -> Result<Page<Patient>, StoreError> {
-        self.s().list_patients(filter, page).await
+    async fn list_patients(
+        &self,
+        filter: PatientFilter,
+        scope: PatientScope,
+        page: PageRequest,
+    ) -> Result<Page<Patient>, StoreError> {
+        self.s().list_patients(filter, scope, page).await
     }
     async fn update_patient(
         &self,
         id: PatientId,
+        scope: PatientScope,
         changes: PatientChanges,
         expected: ExpectedVersion,
+        audit: AuditEntry,
     ) -> Result<Patient, StoreError> {
-        self.s().update_patient(id, changes, expected).await
+        self.s().update_patient(id, scope, changes, expected, audit).await
+    }
+    async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {
+        self.s().user_by_subject(subject).await
+    }
+    async fn get_user(&self, id: UserId) -> Result<User, StoreError> {
+        self.s().get_user(id).await
+    }
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError> {
+        self.s().list_users(page).await
+    }
+    async fn create_user(
+        &self,
+        subject: Subject,
+        membership: Membership,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.s().create_user(subject, membership, audit).await
+    }
+    async fn update_user(
+        &self,
+        id: UserId,
+        membership: Membership,
+        expected: ExpectedVersion,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.s().update_user(id, membership, expected, audit).await
+    }
+    async fn record_sign_in(&self, id: UserId, audit: AuditEntry) -> Result<(), StoreError> {
+        self.s().record_sign_in(id, audit).await
+    }
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.s().append_audit(entries).await
+    }
+    async fn list_audit(&self, filter: AuditFilter, page: PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+        self.s().list_audit(filter, page).await
     }
 }
 

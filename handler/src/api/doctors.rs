@@ -3,7 +3,9 @@ use serde::Deserialize;
 
 use super::extract::{ValidJson, ValidQuery, nullable, path_id};
 use super::input;
+use crate::auth::access::{Caller, require_doctor_self_or_staff};
 use crate::domain::doctor::{DoctorChanges, DoctorFilter, NewDoctor};
+use crate::domain::user::Role;
 use crate::domain::values::{EmailAddress, LongText, PersonName, TimeZone, ValueError, parse_search};
 use crate::domain::{DoctorId, FieldCheck, SpecialtyId};
 use crate::error::ApiError;
@@ -96,10 +98,12 @@ pub async fn list(state: web::Data<AppState>, ValidQuery(q): ValidQuery<ListQuer
 
 pub async fn update(
     state: web::Data<AppState>,
+    caller: Caller,
     req: HttpRequest,
     ValidJson(body): ValidJson<UpdateDoctor>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req, DoctorId::parse)?;
+    require_doctor_self_or_staff(&caller, id)?;
     let mut check = FieldCheck::new();
     let specialty_id = match body.specialty_id {
         None => None,
@@ -126,5 +130,10 @@ pub async fn update(
     };
     let version = input::version(&mut check, body.version);
     input::finish(check, || Some(()))?;
+    // A doctor edits their own profile; which specialty they practise and whether they take
+    // bookings is the clinic's decision.
+    if caller.role() == Some(Role::Doctor) && (changes.specialty_id.is_some() || changes.active.is_some()) {
+        return Err(ApiError::Forbidden);
+    }
     Ok(HttpResponse::Ok().json(state.store.update_doctor(id, changes, version).await?))
 }

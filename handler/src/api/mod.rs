@@ -2,15 +2,21 @@
 //! it registers the actix routes, and tests check it against every `functions/*/function.json`
 //! (so the Functions host and the handler always agree on what exists).
 
+pub mod audit;
 pub mod doctors;
 pub mod extract;
 pub mod health;
 pub mod input;
+pub mod me;
 pub mod patients;
 pub mod specialties;
+pub mod users;
 
 use actix_web::http::Method;
 use actix_web::web;
+
+pub use crate::auth::access::Rule;
+pub use crate::auth::rate_limit::LimitClass;
 
 /// Who the Functions host lets through to a function (function.json `authLevel`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +42,12 @@ pub struct ApiRoute {
     /// The route as written in function.json (no `api/` prefix), with its constraints.
     pub route: &'static str,
     pub auth_level: AuthLevel,
+    /// Who may call it (checked by the auth middleware before the handler runs).
+    pub rule: Rule,
+    /// Whether it reads or writes patient data (refusals are audited too).
+    pub patient_data: bool,
+    /// Which abuse limit it counts against.
+    pub limit: LimitClass,
     pub handler: fn() -> actix_web::Route,
 }
 
@@ -71,12 +83,18 @@ pub fn strip_constraints(route: &str) -> String {
 }
 
 macro_rules! route {
-    ($function:literal, $method:ident, $route:literal, $level:ident, $handler:path) => {
+    ($function:literal, $method:ident, $route:literal, $level:ident, $rule:ident, $phi:literal, $handler:path) => {
+        route!($function, $method, $route, $level, $rule, $phi, General, $handler)
+    };
+    ($function:literal, $method:ident, $route:literal, $level:ident, $rule:ident, $phi:literal, $limit:ident, $handler:path) => {
         ApiRoute {
             function: $function,
             method: Method::$method,
             route: $route,
             auth_level: AuthLevel::$level,
+            rule: Rule::$rule,
+            patient_data: $phi,
+            limit: LimitClass::$limit,
             handler: || web::route().method(Method::$method).to($handler),
         }
     };
@@ -85,19 +103,25 @@ macro_rules! route {
 /// Every HTTP route the handler serves.
 pub fn routes() -> Vec<ApiRoute> {
     vec![
-        route!("Health", GET, "health", Anonymous, health::get),
-        route!("Specialties", GET, "specialties", Function, specialties::list),
-        route!("Specialties", POST, "specialties", Function, specialties::create),
-        route!("Specialty", GET, "specialties/{id:int}", Function, specialties::get),
-        route!("Specialty", PATCH, "specialties/{id:int}", Function, specialties::update),
-        route!("Doctors", GET, "doctors", Function, doctors::list),
-        route!("Doctors", POST, "doctors", Function, doctors::create),
-        route!("Doctor", GET, "doctors/{id:int}", Function, doctors::get),
-        route!("Doctor", PATCH, "doctors/{id:int}", Function, doctors::update),
-        route!("Patients", GET, "patients", Function, patients::list),
-        route!("Patients", POST, "patients", Function, patients::create),
-        route!("Patient", GET, "patients/{id:int}", Function, patients::get),
-        route!("Patient", PATCH, "patients/{id:int}", Function, patients::update),
+        route!("Health", GET, "health", Anonymous, Anonymous, false, health::get),
+        route!("Me", GET, "me", Function, SignedIn, false, me::get),
+        route!("Specialties", GET, "specialties", Function, SignedIn, false, specialties::list),
+        route!("Specialties", POST, "specialties", Function, Staff, false, specialties::create),
+        route!("Specialty", GET, "specialties/{id:int}", Function, SignedIn, false, specialties::get),
+        route!("Specialty", PATCH, "specialties/{id:int}", Function, Staff, false, specialties::update),
+        route!("Doctors", GET, "doctors", Function, SignedIn, false, doctors::list),
+        route!("Doctors", POST, "doctors", Function, Staff, false, doctors::create),
+        route!("Doctor", GET, "doctors/{id:int}", Function, SignedIn, false, doctors::get),
+        route!("Doctor", PATCH, "doctors/{id:int}", Function, DoctorSelfOrStaff, false, doctors::update),
+        route!("Patients", GET, "patients", Function, PatientRecords, true, patients::list),
+        route!("Patients", POST, "patients", Function, Register, true, SignIn, patients::create),
+        route!("Patient", GET, "patients/{id:int}", Function, PatientRecords, true, patients::get),
+        route!("Patient", PATCH, "patients/{id:int}", Function, PatientRecords, true, patients::update),
+        route!("Users", GET, "users", Function, Admin, false, users::list),
+        route!("Users", POST, "users", Function, Admin, false, users::create),
+        route!("User", PATCH, "users/{id:int}", Function, Admin, false, users::update),
+        route!("Audit", GET, "audit", Function, Admin, true, audit::list),
+        route!("AuditVerify", GET, "audit/verify", Function, Admin, false, audit::verify),
     ]
 }
 

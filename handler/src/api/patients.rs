@@ -4,11 +4,14 @@ use serde::Deserialize;
 
 use super::extract::{ValidJson, ValidQuery, nullable, path_id};
 use super::input;
-use crate::domain::patient::{NewPatient, PatientChanges, PatientFilter};
+use crate::auth::access::{Caller, patient_scope};
+use crate::domain::audit::{Action, Outcome};
+use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use crate::domain::values::{EmailAddress, Gender, PersonName, Phone, Username, parse_birth_date, parse_search};
 use crate::domain::{FieldCheck, PatientId};
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::store::StoreError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -47,8 +50,11 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// Registration: a signed-in identity without a user registers itself (and is linked to the new
+/// record); staff register patients who sign in later.
 pub async fn create(
     state: web::Data<AppState>,
+    caller: Caller,
     ValidJson(body): ValidJson<RegisterPatient>,
 ) -> Result<HttpResponse, ApiError> {
     let today = Utc::now().date_naive();
@@ -69,16 +75,53 @@ pub async fn create(
             gender: gender?,
         })
     })?;
-    let created = state.store.create_patient(new).await?;
+    let link = match &caller {
+        Caller::Unregistered(subject) => Some(subject.clone()),
+        _ => None,
+    };
+    let audit = caller.audit(Action::Create, "patient", None, None, Outcome::Success);
+    let created = state.store.create_patient(new, link, audit).await.map_err(|e| match e {
+        StoreError::Duplicate { field: "subject" } => {
+            ApiError::Conflict { message: "this sign-in is already registered".into(), field: None }
+        }
+        other => other.into(),
+    })?;
     Ok(input::created(format!("/api/patients/{}", created.id), &created))
 }
 
-pub async fn get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req, PatientId::parse)?;
-    Ok(HttpResponse::Ok().json(state.store.get_patient(id).await?))
+    let found = state.store.get_patient(id, patient_scope(&caller)?).await;
+    let patient = audited(&state, &caller, Action::Read, id, found).await?;
+    Ok(HttpResponse::Ok().json(patient))
 }
 
-pub async fn list(state: web::Data<AppState>, ValidQuery(q): ValidQuery<ListQuery>) -> Result<HttpResponse, ApiError> {
+/// Records a read or a failed attempt on one patient's record before answering. If the audit
+/// row cannot be written, no patient data leaves.
+async fn audited(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    id: PatientId,
+    result: Result<Patient, StoreError>,
+) -> Result<Patient, ApiError> {
+    let outcome = match &result {
+        Ok(_) => Outcome::Success,
+        Err(StoreError::NotFound) => Outcome::NotFound,
+        Err(_) => Outcome::Failed,
+    };
+    let patient = result.as_ref().ok().map(|p| p.id);
+    let entry = caller.audit(action, "patient", Some(id.to_string()), patient, outcome);
+    state.store.append_audit(vec![entry]).await?;
+    Ok(result?)
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    ValidQuery(q): ValidQuery<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = patient_scope(&caller)?;
     let mut check = FieldCheck::new();
     if let Some(raw) = q.username.as_deref() {
         if q.q.is_some() || q.limit.is_some() || q.cursor.is_some() {
@@ -86,21 +129,43 @@ pub async fn list(state: web::Data<AppState>, ValidQuery(q): ValidQuery<ListQuer
         }
         let username = check.check("username", Username::parse(raw));
         let username = input::finish(check, || username)?;
-        return Ok(HttpResponse::Ok().json(state.store.find_patient_by_username(&username).await?));
+        let found = state.store.find_patient_by_username(&username, scope).await;
+        let outcome = if found.is_ok() { Outcome::Success } else { Outcome::NotFound };
+        let entry = caller.audit(
+            Action::Read,
+            "patient",
+            found.as_ref().ok().map(|p| p.id.to_string()),
+            found.as_ref().ok().map(|p| p.id),
+            outcome,
+        );
+        state.store.append_audit(vec![entry]).await?;
+        return Ok(HttpResponse::Ok().json(found?));
     }
     let page = input::page(&mut check, q.limit.as_deref(), q.cursor.as_deref());
     let text_contains = check.check_opt("q", q.q.as_deref(), parse_search).flatten();
     input::finish(check, || Some(()))?;
     let filter = PatientFilter { text_contains };
-    Ok(HttpResponse::Ok().json(state.store.list_patients(filter, page).await?))
+    let listed = state.store.list_patients(filter, scope, page).await?;
+    // One row for the query, one per patient disclosed (accounting of disclosures).
+    let mut entries = vec![caller.audit(Action::List, "patient", None, None, Outcome::Success)];
+    entries.extend(
+        listed
+            .items
+            .iter()
+            .map(|p| caller.audit(Action::Read, "patient", Some(p.id.to_string()), Some(p.id), Outcome::Success)),
+    );
+    state.store.append_audit(entries).await?;
+    Ok(HttpResponse::Ok().json(listed))
 }
 
 pub async fn update(
     state: web::Data<AppState>,
+    caller: Caller,
     req: HttpRequest,
     ValidJson(body): ValidJson<UpdatePatient>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req, PatientId::parse)?;
+    let scope = patient_scope(&caller)?;
     let today = Utc::now().date_naive();
     let mut check = FieldCheck::new();
     let changes = PatientChanges {
@@ -112,5 +177,10 @@ pub async fn update(
     };
     let version = input::version(&mut check, body.version);
     input::finish(check, || Some(()))?;
-    Ok(HttpResponse::Ok().json(state.store.update_patient(id, changes, version).await?))
+    let entry = caller.audit(Action::Update, "patient", Some(id.to_string()), Some(id), Outcome::Success);
+    match state.store.update_patient(id, scope, changes, version, entry).await {
+        Ok(updated) => Ok(HttpResponse::Ok().json(updated)),
+        // The change was rolled back with its audit row; record the attempt on its own.
+        Err(e) => Err(audited(&state, &caller, Action::Update, id, Err(e)).await.err().unwrap_or(ApiError::NotFound)),
+    }
 }

@@ -38,6 +38,8 @@ macro_rules! id_type {
 id_type!(SpecialtyId);
 id_type!(DoctorId);
 id_type!(PatientId);
+id_type!(UserId);
+id_type!(AuditId);
 
 #[cfg(test)]
 mod tests {

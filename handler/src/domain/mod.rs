@@ -1,6 +1,7 @@
 //! Pure types and rules: values are parsed once at the edge into these types, and the store takes
 //! only these. No I/O here.
 
+pub mod audit;
 pub mod doctor;
 pub mod ids;
 pub mod page;
@@ -8,9 +9,10 @@ pub mod patient;
 pub mod schedule;
 pub mod specialty;
 pub mod time;
+pub mod user;
 pub mod values;
 
-pub use ids::{DoctorId, PatientId, SpecialtyId};
+pub use ids::{AuditId, DoctorId, PatientId, SpecialtyId, UserId};
 pub use page::{Page, PageRequest};
 
 use crate::error::FieldError;

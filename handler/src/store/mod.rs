@@ -10,11 +10,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::DatabaseSettings;
+use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
+use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
-use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId};
+use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, UserId};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -59,6 +61,39 @@ pub fn contains_pattern(needle: &str) -> String {
     p
 }
 
+/// Whose patient rows a query may touch. Applied inside the SQL itself, so a row outside the
+/// scope is simply not found (the API answers 404, never 403, for other people's ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatientScope {
+    /// Staff and admins.
+    All,
+    /// A patient: their own record only.
+    Only(PatientId),
+    /// A doctor: patients they have an appointment with. (Until appointments exist this
+    /// matches no one; the scheduling work adds the appointment join.)
+    TreatedBy(DoctorId),
+}
+
+impl PatientScope {
+    /// `(mode, id)` for the SQL filter shared by both stores:
+    /// `(mode = 0 OR (mode = 1 AND id = :id) OR (mode = 2 AND <treated by :id>))`.
+    pub fn sql_params(self) -> (i64, i64) {
+        match self {
+            PatientScope::All => (0, 0),
+            PatientScope::Only(p) => (1, p.get()),
+            PatientScope::TreatedBy(d) => (2, d.get()),
+        }
+    }
+}
+
+/// Which audit rows to export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub patient_id: Option<PatientId>,
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Optimistic concurrency for updates: `Some(v)` means "only if the row is still at version v".
 pub type ExpectedVersion = Option<i64>;
 
@@ -90,16 +125,76 @@ pub trait Store: Send + Sync + 'static {
         expected: ExpectedVersion,
     ) -> Result<Doctor, StoreError>;
 
-    async fn create_patient(&self, new: NewPatient) -> Result<Patient, StoreError>;
-    async fn get_patient(&self, id: PatientId) -> Result<Patient, StoreError>;
-    async fn find_patient_by_username(&self, username: &Username) -> Result<Patient, StoreError>;
-    async fn list_patients(&self, filter: PatientFilter, page: PageRequest) -> Result<Page<Patient>, StoreError>;
+    /// Creates a patient and, with `link`, the user that signs in as them, in one transaction
+    /// with its audit row (whose resource and patient ids the store fills in).
+    async fn create_patient(
+        &self,
+        new: NewPatient,
+        link: Option<Subject>,
+        audit: AuditEntry,
+    ) -> Result<Patient, StoreError>;
+    async fn get_patient(&self, id: PatientId, scope: PatientScope) -> Result<Patient, StoreError>;
+    async fn find_patient_by_username(&self, username: &Username, scope: PatientScope) -> Result<Patient, StoreError>;
+    async fn list_patients(
+        &self,
+        filter: PatientFilter,
+        scope: PatientScope,
+        page: PageRequest,
+    ) -> Result<Page<Patient>, StoreError>;
+    /// Updates a patient in one transaction with its audit row.
     async fn update_patient(
         &self,
         id: PatientId,
+        scope: PatientScope,
         changes: PatientChanges,
         expected: ExpectedVersion,
+        audit: AuditEntry,
     ) -> Result<Patient, StoreError>;
+
+    async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError>;
+    async fn get_user(&self, id: UserId) -> Result<User, StoreError>;
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError>;
+    /// Creates a user with its role; `Duplicate{subject}` if the identity has one already,
+    /// `Duplicate{patientId|doctorId}` if that record already has a user, `Reference` if the
+    /// record does not exist. Audited in the same transaction.
+    async fn create_user(
+        &self,
+        subject: Subject,
+        membership: Membership,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError>;
+    /// Changes a user's role (compare-and-swap on `version`), audited in the same transaction.
+    async fn update_user(
+        &self,
+        id: UserId,
+        membership: Membership,
+        expected: ExpectedVersion,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError>;
+    /// Records a sign-in: `last_sign_in_at` and its audit row, in one transaction.
+    async fn record_sign_in(&self, id: UserId, audit: AuditEntry) -> Result<(), StoreError>;
+
+    /// Appends audit rows to the hash chain, in order, in one transaction.
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
+    /// Audit rows in id order (the chain's order), filtered and keyset-paged.
+    async fn list_audit(&self, filter: AuditFilter, page: PageRequest) -> Result<Page<AuditEvent>, StoreError>;
+}
+
+/// Walks the whole audit chain in id order and reports the first broken link.
+pub async fn verify_audit_chain(store: &dyn Store) -> Result<crate::domain::audit::Verification, StoreError> {
+    let mut verifier = crate::domain::audit::Verifier::default();
+    let mut page = PageRequest { after: 0, limit: crate::domain::page::MAX_LIMIT };
+    loop {
+        let batch = store.list_audit(AuditFilter::default(), page).await?;
+        if !verifier.check(&batch.items) {
+            break;
+        }
+        match batch.items.last() {
+            Some(last) if batch.next_cursor.is_some() => page.after = last.id.get(),
+            _ => break,
+        }
+    }
+    Ok(verifier.finish())
 }
 
 /// Opens the configured store and brings its schema up to date before returning

@@ -9,13 +9,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use actix_web::web;
 use async_trait::async_trait;
 use handler::config::Settings;
+use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use handler::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
+use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
-use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId};
+use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, UserId};
 use handler::startup::{AppState, Application};
-use handler::store::{ExpectedVersion, Store, StoreError};
+use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -34,8 +36,27 @@ pub struct TestApp {
     _dir: TempDir,
 }
 
+/// The development identity every test client signs in as: made an admin on first sight by
+/// `Settings::for_tests`, so resource tests can exercise every route. Role tests use
+/// [`client_as`].
+pub const TEST_ADMIN: &str = "test-admin";
+
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("reqwest client")
+    client_as(Some(TEST_ADMIN))
+}
+
+/// A client that signs in as `subject` with the development header, or as nobody.
+pub fn client_as(subject: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(s) = subject {
+        headers.insert("x-portal-dev-user", reqwest::header::HeaderValue::from_str(s).expect("header value"));
+    }
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("reqwest client")
 }
 
 impl TestApp {
@@ -355,19 +376,61 @@ impl Store for DownStore {
     async fn update_doctor(&self, _: DoctorId, _: DoctorChanges, _: ExpectedVersion) -> Result<Doctor, StoreError> {
         self.fail()
     }
-    async fn create_patient(&self, _: NewPatient) -> Result<Patient, StoreError> {
+    async fn create_patient(&self, _: NewPatient, _: Option<Subject>, _: AuditEntry) -> Result<Patient, StoreError> {
         self.fail()
     }
-    async fn get_patient(&self, _: PatientId) -> Result<Patient, StoreError> {
+    async fn get_patient(&self, _: PatientId, _: PatientScope) -> Result<Patient, StoreError> {
         self.fail()
     }
-    async fn find_patient_by_username(&self, _: &Username) -> Result<Patient, StoreError> {
+    async fn find_patient_by_username(&self, _: &Username, _: PatientScope) -> Result<Patient, StoreError> {
         self.fail()
     }
-    async fn list_patients(&self, _: PatientFilter, _: PageRequest) -> Result<Page<Patient>, StoreError> {
+    async fn list_patients(
+        &self,
+        _: PatientFilter,
+        _: PatientScope,
+        _: PageRequest,
+    ) -> Result<Page<Patient>, StoreError> {
         self.fail()
     }
-    async fn update_patient(&self, _: PatientId, _: PatientChanges, _: ExpectedVersion) -> Result<Patient, StoreError> {
+    async fn update_patient(
+        &self,
+        _: PatientId,
+        _: PatientScope,
+        _: PatientChanges,
+        _: ExpectedVersion,
+        _: AuditEntry,
+    ) -> Result<Patient, StoreError> {
+        self.fail()
+    }
+    async fn user_by_subject(&self, _: &Subject) -> Result<Option<User>, StoreError> {
+        self.fail()
+    }
+    async fn get_user(&self, _: UserId) -> Result<User, StoreError> {
+        self.fail()
+    }
+    async fn list_users(&self, _: PageRequest) -> Result<Page<User>, StoreError> {
+        self.fail()
+    }
+    async fn create_user(&self, _: Subject, _: Membership, _: AuditEntry) -> Result<User, StoreError> {
+        self.fail()
+    }
+    async fn update_user(
+        &self,
+        _: UserId,
+        _: Membership,
+        _: ExpectedVersion,
+        _: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.fail()
+    }
+    async fn record_sign_in(&self, _: UserId, _: AuditEntry) -> Result<(), StoreError> {
+        self.fail()
+    }
+    async fn append_audit(&self, _: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.fail()
+    }
+    async fn list_audit(&self, _: AuditFilter, _: PageRequest) -> Result<Page<AuditEvent>, StoreError> {
         self.fail()
     }
 }

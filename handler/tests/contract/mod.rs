@@ -7,14 +7,44 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use handler::domain::audit::{Action, Entry, GENESIS, Outcome, Verifier};
 use handler::domain::doctor::{DoctorChanges, DoctorFilter, NewDoctor};
 use handler::domain::patient::{NewPatient, PatientChanges, PatientFilter};
 use handler::domain::specialty::{NewSpecialty, SpecialtyChanges};
+use handler::domain::user::{Membership, Role, Subject};
 use handler::domain::values::{
     EmailAddress, Gender, LongText, PersonName, Phone, SpecialtyCode, TimeZone, Title, Username, parse_search,
 };
-use handler::domain::{Change, DoctorId, PageRequest, PatientId, SpecialtyId};
-use handler::store::{Store, StoreError};
+use handler::domain::{Change, DoctorId, PageRequest, PatientId, SpecialtyId, time};
+use handler::store::{AuditFilter, PatientScope, Store, StoreError};
+
+const ALL: PatientScope = PatientScope::All;
+
+pub fn audit(action: Action, resource_type: &str) -> Entry {
+    Entry {
+        occurred_at: time::now(),
+        request_id: "req-contract".into(),
+        actor: Some("staff-1".into()),
+        actor_role: "staff".into(),
+        action,
+        resource_type: resource_type.into(),
+        resource_id: None,
+        patient_id: None,
+        outcome: Outcome::Success,
+    }
+}
+
+fn created() -> Entry {
+    audit(Action::Create, "patient")
+}
+
+fn updated() -> Entry {
+    audit(Action::Update, "patient")
+}
+
+async fn all_audit(store: &Arc<dyn Store>) -> Vec<handler::domain::audit::Event> {
+    store.list_audit(AuditFilter::default(), PageRequest { after: 0, limit: 100 }).await.unwrap().items
+}
 
 pub fn specialty(code: &str) -> NewSpecialty {
     NewSpecialty {
@@ -215,18 +245,19 @@ pub async fn doctor_filters(store: Arc<dyn Store>) {
 }
 
 pub async fn patient_round_trip(store: Arc<dyn Store>) {
-    let p = store.create_patient(patient("ana.lopez", "Ana López", "ana@example.org")).await.unwrap();
+    let p = store.create_patient(patient("ana.lopez", "Ana López", "ana@example.org"), None, created()).await.unwrap();
     assert_eq!(p.version, 1);
     assert_eq!(p.date_of_birth, NaiveDate::from_ymd_opt(1984, 2, 29).unwrap());
-    assert_eq!(store.get_patient(p.id).await.unwrap(), p);
-    assert_eq!(store.find_patient_by_username(&Username::parse("ANA.LOPEZ").unwrap()).await.unwrap(), p);
+    assert_eq!(store.get_patient(p.id, ALL).await.unwrap(), p);
+    assert_eq!(store.find_patient_by_username(&Username::parse("ANA.LOPEZ").unwrap(), ALL).await.unwrap(), p);
     assert!(matches!(
-        store.find_patient_by_username(&Username::parse("nobody").unwrap()).await,
+        store.find_patient_by_username(&Username::parse("nobody").unwrap(), ALL).await,
         Err(StoreError::NotFound)
     ));
     let changed = store
         .update_patient(
             p.id,
+            ALL,
             PatientChanges {
                 phone: Change::Clear,
                 gender: Change::Set(Gender::Other),
@@ -234,6 +265,7 @@ pub async fn patient_round_trip(store: Arc<dyn Store>) {
                 ..Default::default()
             },
             Some(1),
+            updated(),
         )
         .await
         .unwrap();
@@ -242,53 +274,62 @@ pub async fn patient_round_trip(store: Arc<dyn Store>) {
     assert_eq!(changed.username, p.username, "usernames do not change");
     assert_eq!(changed.version, 2);
     assert!(matches!(
-        store.update_patient(p.id, PatientChanges::default(), Some(1)).await,
+        store.update_patient(p.id, ALL, PatientChanges::default(), Some(1), updated()).await,
         Err(StoreError::StaleVersion)
     ));
-    assert!(matches!(store.get_patient(PatientId::new(p.id.get() + 1000).unwrap()).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.get_patient(PatientId::new(p.id.get() + 1000).unwrap(), ALL).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn patient_unique_username_and_email(store: Arc<dyn Store>) {
-    store.create_patient(patient("ben", "Ben", "ben@example.org")).await.unwrap();
+    store.create_patient(patient("ben", "Ben", "ben@example.org"), None, created()).await.unwrap();
     assert!(matches!(
-        store.create_patient(patient("BEN", "Other Ben", "other@example.org")).await,
+        store.create_patient(patient("BEN", "Other Ben", "other@example.org"), None, created()).await,
         Err(StoreError::Duplicate { field: "username" })
     ));
     assert!(matches!(
-        store.create_patient(patient("ben2", "Ben Two", "BEN@example.org")).await,
+        store.create_patient(patient("ben2", "Ben Two", "BEN@example.org"), None, created()).await,
         Err(StoreError::Duplicate { field: "email" })
     ));
-    let second = store.create_patient(patient("ben2", "Ben Two", "ben2@example.org")).await.unwrap();
+    let second = store.create_patient(patient("ben2", "Ben Two", "ben2@example.org"), None, created()).await.unwrap();
     assert!(matches!(
         store
             .update_patient(
                 second.id,
+                ALL,
                 PatientChanges { email: Some(EmailAddress::parse("ben@example.org").unwrap()), ..Default::default() },
-                None
+                None,
+                updated()
             )
             .await,
         Err(StoreError::Duplicate { field: "email" })
     ));
-    assert_eq!(store.get_patient(second.id).await.unwrap(), second, "a refused update changes nothing");
+    assert_eq!(store.get_patient(second.id, ALL).await.unwrap(), second, "a refused update changes nothing");
 }
 
 pub async fn patient_search_and_paging(store: Arc<dyn Store>) {
     for i in 0..7 {
         store
-            .create_patient(patient(&format!("user{i}"), &format!("Person {i}"), &format!("p{i}@example.org")))
+            .create_patient(
+                patient(&format!("user{i}"), &format!("Person {i}"), &format!("p{i}@example.org")),
+                None,
+                created(),
+            )
             .await
             .unwrap();
     }
-    store.create_patient(patient("elodie.d", "Élodie Durand", "elodie@example.org")).await.unwrap();
+    store.create_patient(patient("elodie.d", "Élodie Durand", "elodie@example.org"), None, created()).await.unwrap();
     let search = |q: &str| PatientFilter { text_contains: Some(parse_search(q).unwrap()) };
-    let found = store.list_patients(search("ÉLODIE"), page(10)).await.unwrap();
+    let found = store.list_patients(search("ÉLODIE"), ALL, page(10)).await.unwrap();
     assert_eq!(found.items.len(), 1, "Unicode-insensitive name search");
-    let by_username = store.list_patients(search("user3"), page(10)).await.unwrap();
+    let by_username = store.list_patients(search("user3"), ALL, page(10)).await.unwrap();
     assert_eq!(by_username.items.len(), 1, "username search");
     let mut seen = Vec::new();
     let mut request = page(3);
     loop {
-        let p = store.list_patients(PatientFilter::default(), request).await.unwrap();
+        let p = store.list_patients(PatientFilter::default(), ALL, request).await.unwrap();
         seen.extend(p.items.iter().map(|x| x.id));
         match p.next_cursor {
             Some(_) => request = next(&p.next_cursor, 3),
@@ -301,7 +342,7 @@ pub async fn patient_search_and_paging(store: Arc<dyn Store>) {
 
 /// Many writers with the same expected version: exactly one wins.
 pub async fn concurrent_updates_compare_and_swap(store: Arc<dyn Store>) {
-    let p = store.create_patient(patient("race", "Race Condition", "race@example.org")).await.unwrap();
+    let p = store.create_patient(patient("race", "Race Condition", "race@example.org"), None, created()).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..16 {
         let store = store.clone();
@@ -309,11 +350,13 @@ pub async fn concurrent_updates_compare_and_swap(store: Arc<dyn Store>) {
             store
                 .update_patient(
                     p.id,
+                    ALL,
                     PatientChanges {
                         name: Some(PersonName::parse(&format!("Writer {i}")).unwrap()),
                         ..Default::default()
                     },
                     Some(1),
+                    updated(),
                 )
                 .await
         }));
@@ -327,7 +370,177 @@ pub async fn concurrent_updates_compare_and_swap(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(wins, 1);
-    assert_eq!(store.get_patient(p.id).await.unwrap().version, 2);
+    assert_eq!(store.get_patient(p.id, ALL).await.unwrap().version, 2);
+}
+
+/// The owner filter is in the query: out-of-scope ids are simply not found, for reads, lists
+/// and updates alike, and a refused update writes nothing (no audit row either).
+pub async fn patient_scopes_filter_in_the_query(store: Arc<dyn Store>) {
+    let a = store.create_patient(patient("scope.a", "Scope A", "a@scope.example"), None, created()).await.unwrap();
+    let b = store.create_patient(patient("scope.b", "Scope B", "b@scope.example"), None, created()).await.unwrap();
+    let own = PatientScope::Only(a.id);
+    assert_eq!(store.get_patient(a.id, own).await.unwrap(), a);
+    assert!(matches!(store.get_patient(b.id, own).await, Err(StoreError::NotFound)));
+    let uname = Username::parse("scope.b").unwrap();
+    assert!(matches!(store.find_patient_by_username(&uname, own).await, Err(StoreError::NotFound)));
+    let listed = store.list_patients(PatientFilter::default(), own, page(50)).await.unwrap();
+    assert_eq!(listed.items.iter().map(|p| p.id).collect::<Vec<_>>(), [a.id]);
+    let before = all_audit(&store).await.len();
+    assert!(matches!(
+        store.update_patient(b.id, own, PatientChanges::default(), None, updated()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(all_audit(&store).await.len(), before, "a refused write leaves no audit row");
+    assert_eq!(store.get_patient(b.id, ALL).await.unwrap(), b);
+    // A doctor sees no patient without an appointment (none exist yet).
+    let s = store.create_specialty(specialty("scopes")).await.unwrap();
+    let d = store.create_doctor(doctor("Dr. Scope", s.id, "scope@c.example")).await.unwrap();
+    let treated = PatientScope::TreatedBy(d.id);
+    assert!(matches!(store.get_patient(a.id, treated).await, Err(StoreError::NotFound)));
+    assert!(store.list_patients(PatientFilter::default(), treated, page(50)).await.unwrap().items.is_empty());
+}
+
+/// Registration links the signing-in identity to the new patient in the same transaction.
+pub async fn register_links_user_and_audits(store: Arc<dyn Store>) {
+    let subject = Subject::parse("0f1e2d3c-aaaa-bbbb-cccc-000000000001").unwrap();
+    let p = store
+        .create_patient(patient("linked", "Linked Person", "linked@example.org"), Some(subject.clone()), created())
+        .await
+        .unwrap();
+    let user = store.user_by_subject(&subject).await.unwrap().unwrap();
+    assert_eq!(user.role, Role::Patient);
+    assert_eq!(user.patient_id, Some(p.id));
+    assert_eq!(user.membership(), Some(Membership::Patient(p.id)));
+    // The same identity cannot register a second patient: nothing of the second is kept.
+    assert!(matches!(
+        store
+            .create_patient(patient("linked2", "Second", "linked2@example.org"), Some(subject.clone()), created())
+            .await,
+        Err(StoreError::Duplicate { field: "subject" })
+    ));
+    assert!(matches!(
+        store.find_patient_by_username(&Username::parse("linked2").unwrap(), ALL).await,
+        Err(StoreError::NotFound)
+    ));
+    let rows = all_audit(&store).await;
+    let for_patient: Vec<_> = rows.iter().filter(|e| e.entry.patient_id == Some(p.id)).collect();
+    assert_eq!(for_patient.len(), 2, "the create and the link");
+    assert!(
+        for_patient.iter().any(|e| e.entry.action == Action::Create && e.entry.resource_id == Some(p.id.to_string()))
+    );
+    assert!(for_patient.iter().any(|e| e.entry.action == Action::RoleChange && e.entry.resource_type == "user"));
+}
+
+pub async fn users_roles_and_sign_ins(store: Arc<dyn Store>) {
+    let s = store.create_specialty(specialty("users")).await.unwrap();
+    let d = store.create_doctor(doctor("Dr. User", s.id, "user@c.example")).await.unwrap();
+    let staff = store
+        .create_user(Subject::parse("staff-one").unwrap(), Membership::Staff, audit(Action::RoleChange, "user"))
+        .await
+        .unwrap();
+    assert_eq!((staff.role, staff.patient_id, staff.doctor_id, staff.version), (Role::Staff, None, None, 1));
+    assert!(matches!(
+        store
+            .create_user(Subject::parse("STAFF-ONE").unwrap(), Membership::Admin, audit(Action::RoleChange, "user"))
+            .await,
+        Err(StoreError::Duplicate { field: "subject" })
+    ));
+    let doc = store
+        .create_user(Subject::parse("doc-one").unwrap(), Membership::Doctor(d.id), audit(Action::RoleChange, "user"))
+        .await
+        .unwrap();
+    assert_eq!(doc.doctor_id, Some(d.id));
+    assert!(matches!(
+        store
+            .create_user(
+                Subject::parse("doc-two").unwrap(),
+                Membership::Doctor(d.id),
+                audit(Action::RoleChange, "user")
+            )
+            .await,
+        Err(StoreError::Duplicate { field: "doctorId" })
+    ));
+    assert!(matches!(
+        store
+            .create_user(
+                Subject::parse("ghost").unwrap(),
+                Membership::Patient(PatientId::new(999_999).unwrap()),
+                audit(Action::RoleChange, "user")
+            )
+            .await,
+        Err(StoreError::Reference { field: "patientId" })
+    ));
+    let promoted =
+        store.update_user(staff.id, Membership::Admin, Some(1), audit(Action::RoleChange, "user")).await.unwrap();
+    assert_eq!((promoted.role, promoted.version), (Role::Admin, 2));
+    assert!(matches!(
+        store.update_user(staff.id, Membership::Staff, Some(1), audit(Action::RoleChange, "user")).await,
+        Err(StoreError::StaleVersion)
+    ));
+    assert_eq!(promoted.last_sign_in_at, None);
+    let mut sign_in = audit(Action::SignIn, "session");
+    sign_in.occurred_at = time::now();
+    store.record_sign_in(staff.id, sign_in.clone()).await.unwrap();
+    assert_eq!(store.get_user(staff.id).await.unwrap().last_sign_in_at, Some(sign_in.occurred_at));
+    let listed = store.list_users(page(10)).await.unwrap();
+    assert_eq!(listed.items.len(), 2);
+    assert_eq!(store.user_by_subject(&Subject::parse("nobody").unwrap()).await.unwrap(), None);
+}
+
+/// Rows come back in chain order, filter by patient and time, and verify end to end.
+pub async fn audit_chain_appends_and_verifies(store: Arc<dyn Store>) {
+    assert!(all_audit(&store).await.is_empty());
+    let mut batch = Vec::new();
+    for i in 1..=5 {
+        let mut e = audit(Action::Read, "patient");
+        e.patient_id = PatientId::new(if i % 2 == 0 { 2 } else { 1 });
+        e.resource_id = Some(i.to_string());
+        batch.push(e);
+    }
+    store.append_audit(batch.clone()).await.unwrap();
+    store.append_audit(vec![audit(Action::List, "patient")]).await.unwrap();
+    let rows = all_audit(&store).await;
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows[0].prev_hash, GENESIS);
+    assert!(rows.windows(2).all(|w| w[1].prev_hash == w[0].hash && w[0].id < w[1].id));
+    assert_eq!(rows[0].entry, batch[0], "every field reads back exactly");
+    let mut v = Verifier::default();
+    v.check(&rows);
+    let result = v.finish();
+    assert_eq!(result.first_broken, None);
+    assert_eq!(result.checked, 6);
+    let two =
+        store.list_audit(AuditFilter { patient_id: PatientId::new(2), ..Default::default() }, page(10)).await.unwrap();
+    assert_eq!(two.items.len(), 2);
+    let none = store
+        .list_audit(
+            AuditFilter { from: Some(time::now() + chrono::Duration::hours(1)), ..Default::default() },
+            page(10),
+        )
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+    let paged = store.list_audit(AuditFilter::default(), page(4)).await.unwrap();
+    assert_eq!(paged.items.len(), 4);
+    let rest = store.list_audit(AuditFilter::default(), next(&paged.next_cursor, 4)).await.unwrap();
+    assert_eq!(rest.items.len(), 2);
+}
+
+/// Concurrent appends never fork the chain.
+pub async fn concurrent_audit_appends_keep_one_chain(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.append_audit(vec![audit(Action::Read, "patient")]).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let rows = all_audit(&store).await;
+    assert_eq!(rows.len(), 12);
+    let mut v = Verifier::default();
+    v.check(&rows);
+    assert_eq!(v.finish().first_broken, None);
 }
 
 pub async fn ping_works(store: Arc<dyn Store>) {
@@ -344,7 +557,9 @@ macro_rules! contract_tests {
             specialty_round_trip, specialty_conflicts_and_missing, specialties_page_in_id_order,
             doctor_requires_existing_specialty, doctor_round_trip_and_unique_email, doctor_filters,
             patient_round_trip, patient_unique_username_and_email, patient_search_and_paging,
-            concurrent_updates_compare_and_swap, ping_works);
+            concurrent_updates_compare_and_swap, patient_scopes_filter_in_the_query,
+            register_links_user_and_audits, users_roles_and_sign_ins, audit_chain_appends_and_verifies,
+            concurrent_audit_appends_keep_one_chain, ping_works);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(

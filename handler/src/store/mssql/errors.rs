@@ -15,10 +15,19 @@ const UNIQUE_FIELDS: &[(&str, &str)] = &[
     ("ux_doctors_email", "email"),
     ("ux_patients_username", "username"),
     ("ux_patients_email", "email"),
+    ("ux_users_subject", "subject"),
+    ("ux_users_patient", "patientId"),
+    ("ux_users_doctor", "doctorId"),
 ];
 
+/// The audit chain's "one successor per row" key. A violation is not a duplicate the caller
+/// made: two appenders chained onto the same tail (locking hints do nothing on Babelfish), the
+/// loser's transaction rolled back, and running it again chains onto the winner's row.
+const AUDIT_CHAIN_KEY: &str = "ux_audit_events_prev_hash";
+
 /// Foreign keys → the API field that names the missing row.
-const FOREIGN_KEYS: &[(&str, &str)] = &[("fk_doctors_specialty", "specialtyId")];
+const FOREIGN_KEYS: &[(&str, &str)] =
+    &[("fk_doctors_specialty", "specialtyId"), ("fk_users_patient", "patientId"), ("fk_users_doctor", "doctorId")];
 
 /// Azure SQL's documented transient errors (throttling, failover, gateway, network), plus 1205
 /// (deadlock victim: the server rolled the transaction back, so running it again is safe).
@@ -43,11 +52,14 @@ pub struct DbError {
     pub code: Option<u32>,
     /// Safe to run the same operation again (on a new connection, after a pause).
     pub transient: bool,
+    /// Another audit append took this transaction's place in the chain: a write transaction
+    /// that failed this way rolled back and may simply run again (see [`is_lost_audit_race`]).
+    pub lost_audit_race: bool,
 }
 
 impl DbError {
     pub fn unavailable(what: impl Into<String>, transient: bool) -> StoreError {
-        StoreError::Unavailable(Box::new(DbError { what: what.into(), code: None, transient }))
+        StoreError::Unavailable(Box::new(DbError { what: what.into(), code: None, transient, lost_audit_race: false }))
     }
 }
 
@@ -67,6 +79,16 @@ pub fn is_transient(e: &StoreError) -> bool {
     }
 }
 
+/// Whether a write failed because a concurrent audit append chained onto the same row first.
+/// Only the write path retries this, and only a bounded number of times; if it keeps losing,
+/// the error stays a 503 (the database is too busy), never a 409 or a 500.
+pub fn is_lost_audit_race(e: &StoreError) -> bool {
+    match e {
+        StoreError::Unavailable(cause) => cause.downcast_ref::<DbError>().is_some_and(|d| d.lost_audit_race),
+        _ => false,
+    }
+}
+
 pub fn map_error(e: Error) -> StoreError {
     match &e {
         Error::Server(t) => classify_server(t.code(), t.class(), t.state(), t.message()),
@@ -77,7 +99,12 @@ pub fn map_error(e: Error) -> StoreError {
         Error::Io { kind, .. } => DbError::unavailable(format!("connection to the database failed ({kind:?})"), true),
         Error::Tls(m) => DbError::unavailable(format!("TLS with the database failed: {m}"), false),
         Error::Routing { .. } => DbError::unavailable("the database redirected the connection more than once", true),
-        other => StoreError::Other(Box::new(DbError { what: other.to_string(), code: None, transient: false })),
+        other => StoreError::Other(Box::new(DbError {
+            what: other.to_string(),
+            code: None,
+            transient: false,
+            lost_audit_race: false,
+        })),
     }
 }
 
@@ -89,6 +116,14 @@ fn classify_server(code: u32, class: u8, state: u8, message: &str) -> StoreError
     {
         return StoreError::Duplicate { field };
     }
+    if UNIQUE_VIOLATION.contains(&code) && message.contains(AUDIT_CHAIN_KEY) {
+        return StoreError::Unavailable(Box::new(DbError {
+            what: format!("another audit append took the same place in the chain (SQL Server error {code})"),
+            code: Some(code),
+            transient: false,
+            lost_audit_race: true,
+        }));
+    }
     if code == REFERENCE_VIOLATION
         && let Some((_, field)) = FOREIGN_KEYS.iter().find(|(name, _)| message.contains(name))
     {
@@ -99,6 +134,7 @@ fn classify_server(code: u32, class: u8, state: u8, message: &str) -> StoreError
         what: format!("SQL Server error {code} (class {class}, state {state})"),
         code: Some(code),
         transient: TRANSIENT.contains(&code),
+        lost_audit_race: false,
     };
     if error.transient || UNAVAILABLE.contains(&code) {
         StoreError::Unavailable(Box::new(error))
@@ -126,6 +162,43 @@ mod tests {
         assert!(matches!(classify_server(547, 16, 0, fk), StoreError::Reference { field: "specialtyId" }));
         let check = "The UPDATE statement conflicted with the CHECK constraint \"ck_patients_gender\".";
         assert!(matches!(classify_server(547, 16, 0, check), StoreError::Other(_)));
+    }
+
+    #[test]
+    fn user_keys_name_their_field() {
+        let subject = "Violation of UNIQUE KEY constraint 'ux_users_subject'. Cannot insert duplicate key in \
+                       object 'dbo.users'. The duplicate key value is (0000-aaaa).";
+        assert!(matches!(classify_server(2627, 14, 1, subject), StoreError::Duplicate { field: "subject" }));
+        let patient = "Cannot insert duplicate key row in object 'dbo.users' with unique index \
+                       'ux_users_patient'. The duplicate key value is (7).";
+        assert!(matches!(classify_server(2601, 14, 1, patient), StoreError::Duplicate { field: "patientId" }));
+        let doctor =
+            "duplicate key value violates unique constraint \"ux_users_doctorusers1f0e3dad99908345f7439f8ffabdffc4\"";
+        assert!(matches!(classify_server(2601, 14, 1, doctor), StoreError::Duplicate { field: "doctorId" }));
+        let fk = "The INSERT statement conflicted with the FOREIGN KEY constraint \"fk_users_doctor\".";
+        assert!(matches!(classify_server(547, 16, 0, fk), StoreError::Reference { field: "doctorId" }));
+        let fk = "The UPDATE statement conflicted with the FOREIGN KEY constraint \"fk_users_patient\".";
+        assert!(matches!(classify_server(547, 16, 0, fk), StoreError::Reference { field: "patientId" }));
+    }
+
+    #[test]
+    fn a_forked_audit_chain_is_a_lost_race_not_a_duplicate() {
+        let sqlserver = "Violation of UNIQUE KEY constraint 'ux_audit_events_prev_hash'. Cannot insert duplicate \
+                         key in object 'dbo.audit_events'. The duplicate key value is (9f86d0...).";
+        // Babelfish: index name, table name and an md5, cut at 63 bytes from the end.
+        let babelfish = "duplicate key value violates unique constraint \
+                         \"ux_audit_events_prev_hashaudit_events6f1ed002ab5595859014ebf0951\"";
+        for (code, message) in [(2627, sqlserver), (2601, babelfish)] {
+            let e = classify_server(code, 14, 1, message);
+            assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+            assert!(is_lost_audit_race(&e), "{message}");
+            assert!(!is_transient(&e), "retried by the write loop only, not as a transient fault");
+            assert!(!crate::error::error_chain(&e).contains("9f86d0"), "no stored value in our error");
+        }
+        assert!(!is_lost_audit_race(&classify_server(2627, 14, 1, "Violation of 'ux_users_subject'.")));
+        assert!(!is_lost_audit_race(&classify_server(1205, 13, 51, "deadlock")));
+        // Another error that merely mentions the name (a CHECK, say) is not a race.
+        assert!(!is_lost_audit_race(&classify_server(547, 16, 0, "ux_audit_events_prev_hash")));
     }
 
     #[test]

@@ -7,8 +7,12 @@
 //! - Transient failures (Azure SQL's throttling/failover numbers, dropped connections,
 //!   deadlocks) are retried with backoff: reads always, writes only when the transaction had
 //!   not reached `COMMIT`, so a retried write can never apply twice.
+//! - A write that lost an audit-chain race (two appenders chained onto the same row, which the
+//!   unique `prev_hash` index refuses; only possible where locking hints do nothing) rolled back
+//!   whole and is run again, a bounded number of times.
 //! - A database that cannot be reached is `StoreError::Unavailable`, which the API answers 503.
 
+mod audit;
 pub mod conn;
 mod doctors;
 pub mod errors;
@@ -20,6 +24,7 @@ pub mod settings;
 mod specialties;
 pub mod sql;
 pub mod token;
+mod users;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -32,14 +37,16 @@ pub use conn::MssqlConn;
 pub use manager::ConnectionManager;
 pub use settings::ConnectionSettings;
 
-use self::errors::is_transient;
+use self::errors::{is_lost_audit_race, is_transient};
 use self::manager::{LastError, LogErrors};
-use super::{ExpectedVersion, Store, StoreError};
+use super::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
+use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
+use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
-use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId};
+use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, UserId};
 
 /// Functions instances are small and scale out; each one multiplies this against the
 /// database's worker limit.
@@ -49,6 +56,10 @@ const MAX_LIFETIME: Duration = Duration::from_secs(25 * 60);
 /// Under the 4 minute idle timeout of Azure's load balancers and NAT.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3 * 60);
 const ATTEMPTS: u32 = 3;
+/// Extra runs of a write that lost an audit-chain race. Each lost race means another append
+/// committed, so this bounds the wait under contention (a dozen appenders meeting at once on an
+/// engine without locking hints) rather than guessing at a fault.
+const AUDIT_RACE_RETRIES: u32 = 10;
 
 type OpFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
 
@@ -56,6 +67,15 @@ type OpFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send
 /// for a web request.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200 * 4u64.pow(attempt.saturating_sub(1).min(4)))
+}
+
+/// A random pause before running a write that lost an audit-chain race again, so the losers of
+/// one round spread out instead of meeting again: up to 10 ms after the first loss, doubling to
+/// at most 320 ms (under two seconds in all).
+fn race_pause(races: u32) -> Duration {
+    let ceiling = 5 * 2u64.pow(races.clamp(1, 6));
+    let random = u64::try_from(uuid::Uuid::new_v4().as_u128() % u128::from(ceiling)).unwrap_or(0);
+    Duration::from_millis(1 + random)
 }
 
 pub struct MssqlStore {
@@ -132,9 +152,11 @@ impl MssqlStore {
         }
     }
 
-    /// Runs `f` in one transaction. Retried only for transient failures before `COMMIT` was
-    /// sent: the server has then rolled back (or will, as the connection is dropped). A failed
-    /// `COMMIT` has an unknown outcome and is reported, never repeated.
+    /// Runs `f` in one transaction. Retried only for failures before `COMMIT` was sent, when
+    /// the server has rolled back (or will, as the connection is dropped): transient faults,
+    /// and lost audit-chain races (the unique `prev_hash` refused a second successor of the same
+    /// row; nothing else is retried for a unique violation). A failed `COMMIT` has an unknown
+    /// outcome and is reported, never repeated.
     async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send,
@@ -142,15 +164,28 @@ impl MssqlStore {
     {
         self.ready().await?;
         let mut attempt = 1;
+        let mut races = 0;
         loop {
-            match self.write_once(&f).await {
+            let failed = match self.write_once(&f).await {
                 Ok(value) => return Ok(value),
-                Err(Failed { error, before_commit: true }) if is_transient(&error) && attempt < ATTEMPTS => {
-                    tracing::warn!(op, attempt, cause = %crate::error::error_chain(&error), "database write failed before commit; retrying");
+                Err(failed) => failed,
+            };
+            match write_retry(&failed, attempt, races) {
+                Some(WriteRetry::Transient) => {
+                    tracing::warn!(op, attempt, cause = %crate::error::error_chain(&failed.error), "database write failed before commit; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(Failed { error, .. }) => return Err(error),
+                Some(WriteRetry::LostAuditRace) => {
+                    races += 1;
+                    tracing::debug!(
+                        op,
+                        races,
+                        "another audit append took this one's place in the chain; running the write again"
+                    );
+                    tokio::time::sleep(race_pause(races)).await;
+                }
+                None => return Err(failed.error),
             }
         }
     }
@@ -179,6 +214,27 @@ impl MssqlStore {
 struct Failed {
     error: StoreError,
     before_commit: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum WriteRetry {
+    Transient,
+    LostAuditRace,
+}
+
+/// Whether a failed write runs again: only if it failed before `COMMIT` was sent (so it rolled
+/// back), and either for a transient fault or a lost audit-chain race, each within its bound.
+/// A unique violation of any other key is the caller's conflict and is never retried.
+fn write_retry(failed: &Failed, attempt: u32, races: u32) -> Option<WriteRetry> {
+    if !failed.before_commit {
+        None
+    } else if is_transient(&failed.error) && attempt < ATTEMPTS {
+        Some(WriteRetry::Transient)
+    } else if is_lost_audit_race(&failed.error) && races < AUDIT_RACE_RETRIES {
+        Some(WriteRetry::LostAuditRace)
+    } else {
+        None
+    }
 }
 
 #[async_trait]
@@ -245,31 +301,41 @@ impl Store for MssqlStore {
         self.write("update_doctor", move |c| Box::pin(doctors::update(c, id, changes.clone(), expected))).await
     }
 
-    async fn create_patient(&self, new: NewPatient) -> Result<Patient, StoreError> {
+    async fn create_patient(
+        &self,
+        new: NewPatient,
+        link: Option<Subject>,
+        audit: AuditEntry,
+    ) -> Result<Patient, StoreError> {
         self.write("create_patient", move |c| {
-            let new = new.clone();
-            Box::pin(async move { patients::insert(c, &new).await })
+            let (new, link, audit) = (new.clone(), link.clone(), audit.clone());
+            Box::pin(async move { patients::insert(c, &new, link.as_ref(), audit).await })
         })
         .await
     }
 
-    async fn get_patient(&self, id: PatientId) -> Result<Patient, StoreError> {
-        self.read("get_patient", move |c| Box::pin(patients::get(c, id))).await
+    async fn get_patient(&self, id: PatientId, scope: PatientScope) -> Result<Patient, StoreError> {
+        self.read("get_patient", move |c| Box::pin(patients::get(c, id, scope))).await
     }
 
-    async fn find_patient_by_username(&self, username: &Username) -> Result<Patient, StoreError> {
+    async fn find_patient_by_username(&self, username: &Username, scope: PatientScope) -> Result<Patient, StoreError> {
         let username = username.clone();
         self.read("find_patient_by_username", move |c| {
             let username = username.clone();
-            Box::pin(async move { patients::by_username(c, &username).await })
+            Box::pin(async move { patients::by_username(c, &username, scope).await })
         })
         .await
     }
 
-    async fn list_patients(&self, filter: PatientFilter, page: PageRequest) -> Result<Page<Patient>, StoreError> {
+    async fn list_patients(
+        &self,
+        filter: PatientFilter,
+        scope: PatientScope,
+        page: PageRequest,
+    ) -> Result<Page<Patient>, StoreError> {
         self.read("list_patients", move |c| {
             let filter = filter.clone();
-            Box::pin(async move { patients::list(c, &filter, page).await })
+            Box::pin(async move { patients::list(c, &filter, scope, page).await })
         })
         .await
     }
@@ -277,9 +343,138 @@ impl Store for MssqlStore {
     async fn update_patient(
         &self,
         id: PatientId,
+        scope: PatientScope,
         changes: PatientChanges,
         expected: ExpectedVersion,
+        audit: AuditEntry,
     ) -> Result<Patient, StoreError> {
-        self.write("update_patient", move |c| Box::pin(patients::update(c, id, changes.clone(), expected))).await
+        self.write("update_patient", move |c| {
+            Box::pin(patients::update(c, id, scope, changes.clone(), expected, audit.clone()))
+        })
+        .await
+    }
+
+    async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {
+        let subject = subject.clone();
+        self.read("user_by_subject", move |c| {
+            let subject = subject.clone();
+            Box::pin(async move { users::by_subject(c, &subject).await })
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<User, StoreError> {
+        self.read("get_user", move |c| Box::pin(users::get(c, id))).await
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError> {
+        self.read("list_users", move |c| Box::pin(users::list(c, page))).await
+    }
+
+    async fn create_user(
+        &self,
+        subject: Subject,
+        membership: Membership,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.write("create_user", move |c| {
+            let (subject, audit) = (subject.clone(), audit.clone());
+            Box::pin(async move { users::insert(c, &subject, membership, audit).await })
+        })
+        .await
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        membership: Membership,
+        expected: ExpectedVersion,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.write("update_user", move |c| Box::pin(users::update(c, id, membership, expected, audit.clone()))).await
+    }
+
+    async fn record_sign_in(&self, id: UserId, audit: AuditEntry) -> Result<(), StoreError> {
+        self.write("record_sign_in", move |c| Box::pin(users::record_sign_in(c, id, audit.clone()))).await
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.write("append_audit", move |c| Box::pin(audit::append(c, entries.clone()))).await
+    }
+
+    async fn list_audit(&self, filter: AuditFilter, page: PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+        self.read("list_audit", move |c| {
+            let filter = filter.clone();
+            Box::pin(async move { audit::list(c, &filter, page).await })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::errors::DbError;
+    use super::*;
+
+    fn lost_race() -> StoreError {
+        StoreError::Unavailable(Box::new(DbError {
+            what: "race".into(),
+            code: Some(2627),
+            transient: false,
+            lost_audit_race: true,
+        }))
+    }
+
+    fn failed(error: StoreError, before_commit: bool) -> Failed {
+        Failed { error, before_commit }
+    }
+
+    #[test]
+    fn lost_audit_races_run_again_a_bounded_number_of_times() {
+        assert_eq!(write_retry(&failed(lost_race(), true), 1, 0), Some(WriteRetry::LostAuditRace));
+        assert_eq!(write_retry(&failed(lost_race(), true), 3, 9), Some(WriteRetry::LostAuditRace));
+        assert_eq!(write_retry(&failed(lost_race(), true), 1, AUDIT_RACE_RETRIES), None, "bounded");
+        assert_eq!(write_retry(&failed(lost_race(), false), 1, 0), None, "never after COMMIT was sent");
+    }
+
+    #[test]
+    fn other_conflicts_are_never_retried() {
+        for e in [
+            StoreError::Duplicate { field: "subject" },
+            StoreError::Duplicate { field: "patientId" },
+            StoreError::StaleVersion,
+            StoreError::Reference { field: "doctorId" },
+            StoreError::NotFound,
+        ] {
+            assert_eq!(write_retry(&failed(e, true), 1, 0), None);
+        }
+        let unknown_key = StoreError::Other(Box::new(DbError {
+            what: "SQL Server error 2627".into(),
+            code: Some(2627),
+            transient: false,
+            lost_audit_race: false,
+        }));
+        assert_eq!(write_retry(&failed(unknown_key, true), 1, 0), None);
+    }
+
+    #[test]
+    fn transient_faults_keep_their_own_bound() {
+        let blip = || DbError::unavailable("reset", true);
+        assert_eq!(write_retry(&failed(blip(), true), 1, 0), Some(WriteRetry::Transient));
+        assert_eq!(write_retry(&failed(blip(), true), ATTEMPTS, 0), None);
+        assert_eq!(write_retry(&failed(blip(), false), 1, 0), None);
+    }
+
+    #[test]
+    fn race_pauses_are_short_and_bounded() {
+        for races in 1..=AUDIT_RACE_RETRIES {
+            let ceiling = Duration::from_millis(1 + 5 * 2u64.pow(races.min(6)));
+            for _ in 0..50 {
+                let p = race_pause(races);
+                assert!(p >= Duration::from_millis(1) && p < ceiling, "{races}: {p:?}");
+            }
+        }
+        let total: Duration = (1..=AUDIT_RACE_RETRIES).map(|r| Duration::from_millis(5 * 2u64.pow(r.min(6)))).sum();
+        assert!(total < Duration::from_secs(2), "{total:?}");
     }
 }

@@ -22,6 +22,10 @@ pub fn int(row: &Row, idx: usize) -> Result<i64, StoreError> {
     required::<i64>(row, idx, "a bigint")
 }
 
+pub fn int_opt(row: &Row, idx: usize) -> Result<Option<i64>, StoreError> {
+    optional::<i64>(row, idx, "a bigint")
+}
+
 pub fn int32(row: &Row, idx: usize) -> Result<i32, StoreError> {
     required::<i32>(row, idx, "an int")
 }
@@ -41,6 +45,15 @@ pub fn flag(row: &Row, idx: usize) -> Result<bool, StoreError> {
 /// `DATETIME2` columns hold UTC.
 pub fn instant(row: &Row, idx: usize) -> Result<DateTime<Utc>, StoreError> {
     required::<NaiveDateTime>(row, idx, "a UTC timestamp").map(|n| n.and_utc())
+}
+
+pub fn instant_opt(row: &Row, idx: usize) -> Result<Option<DateTime<Utc>>, StoreError> {
+    optional::<NaiveDateTime>(row, idx, "a UTC timestamp").map(|n| n.map(|n| n.and_utc()))
+}
+
+/// An optional positive integer id column as its typed id.
+pub fn id_opt<T>(row: &Row, idx: usize, new: fn(i64) -> Option<T>) -> Result<Option<T>, StoreError> {
+    int_opt(row, idx)?.map(|v| new(v).ok_or_else(|| bad(idx, "a positive id"))).transpose()
 }
 
 pub fn date(row: &Row, idx: usize) -> Result<NaiveDate, StoreError> {

@@ -87,6 +87,9 @@ SELECT COUNT_BIG(*) AS changed FROM @u;";
 pub const SPECIALTY_EXISTS: &str = "SELECT 1 AS found FROM dbo.specialties WHERE id = @P1;";
 
 // --- patients -----------------------------------------------------------------------------
+// The owner filter is part of each statement (`PatientScope::sql_params`: mode, owner id), so a
+// row outside the caller's scope is simply not found. Mode 2 (a doctor's patients) matches
+// nothing until appointments exist to join on.
 
 pub const PATIENT_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
 INSERT INTO dbo.patients (username, name, search_key, email, phone, date_of_birth, gender,
@@ -96,17 +99,21 @@ VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P8, 1);
 SELECT id FROM @t;";
 pub const PATIENT_GET: &str =
     "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
-FROM dbo.patients WHERE id = @P1;";
+FROM dbo.patients
+WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND 0 = 1));";
 pub const PATIENT_GET_FOR_UPDATE: &str =
     "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
-FROM dbo.patients WITH (UPDLOCK, ROWLOCK) WHERE id = @P1;";
+FROM dbo.patients WITH (UPDLOCK, ROWLOCK)
+WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND 0 = 1));";
 pub const PATIENT_BY_USERNAME: &str =
     "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
-FROM dbo.patients WHERE username = @P1;";
+FROM dbo.patients
+WHERE username = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND 0 = 1));";
 pub const PATIENT_LIST: &str =
     "SELECT TOP (@P3) id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
 FROM dbo.patients
 WHERE id > @P1 AND (@P2 IS NULL OR search_key LIKE @P2 ESCAPE '\\')
+  AND (@P4 = 0 OR (@P4 = 1 AND id = @P5) OR (@P4 = 2 AND 0 = 1))
 ORDER BY id;";
 pub const PATIENT_UPDATE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
 UPDATE dbo.patients
@@ -115,6 +122,62 @@ SET name = @P1, search_key = @P2, email = @P3, phone = @P4, date_of_birth = @P5,
 OUTPUT inserted.id INTO @u (id)
 WHERE id = @P8 AND version = @P9;
 SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// Checked before linking a user, so a missing record is named (the foreign key is the backstop).
+pub const PATIENT_EXISTS: &str = "SELECT 1 AS found FROM dbo.patients WHERE id = @P1;";
+pub const DOCTOR_EXISTS: &str = "SELECT 1 AS found FROM dbo.doctors WHERE id = @P1;";
+
+// --- users --------------------------------------------------------------------------------
+
+pub const USER_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
+INSERT INTO dbo.users (subject, role, patient_id, doctor_id, created_at, updated_at, version)
+OUTPUT inserted.id INTO @t (id)
+VALUES (@P1, @P2, @P3, @P4, @P5, @P5, 1);
+SELECT id FROM @t;";
+pub const USER_GET: &str =
+    "SELECT id, subject, role, patient_id, doctor_id, last_sign_in_at, created_at, updated_at, version
+FROM dbo.users WHERE id = @P1;";
+pub const USER_GET_FOR_UPDATE: &str =
+    "SELECT id, subject, role, patient_id, doctor_id, last_sign_in_at, created_at, updated_at, version
+FROM dbo.users WITH (UPDLOCK, ROWLOCK) WHERE id = @P1;";
+pub const USER_BY_SUBJECT: &str =
+    "SELECT id, subject, role, patient_id, doctor_id, last_sign_in_at, created_at, updated_at, version
+FROM dbo.users WHERE subject = @P1;";
+pub const USER_LIST: &str =
+    "SELECT TOP (@P2) id, subject, role, patient_id, doctor_id, last_sign_in_at, created_at, updated_at, version
+FROM dbo.users WHERE id > @P1 ORDER BY id;";
+pub const USER_UPDATE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.users
+SET role = @P1, patient_id = @P2, doctor_id = @P3, updated_at = @P4, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P5 AND version = @P6;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// A sign-in is not a change of the user, so the version stays (as in the SQLite store).
+pub const USER_SIGN_IN: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.users SET last_sign_in_at = @P1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P2;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+
+// --- audit_events -------------------------------------------------------------------------
+
+/// The chain's tail. On SQL Server the hints make concurrent appenders queue here until the
+/// first commits (the key-range lock past the last row also blocks its insert). An aid only:
+/// where hints do nothing (Babelfish) two appenders read the same tail, and the unique index on
+/// `prev_hash` fails the second, which the store retries as a whole transaction.
+pub const AUDIT_LAST_HASH: &str =
+    "SELECT TOP (1) hash FROM dbo.audit_events WITH (UPDLOCK, HOLDLOCK) ORDER BY id DESC;";
+pub const AUDIT_INSERT: &str = "INSERT INTO dbo.audit_events (occurred_at, request_id, actor, actor_role, action,
+                              resource_type, resource_id, patient_id, outcome, prev_hash, hash)
+VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P9, @P10, @P11);";
+/// In id order (the chain's order); NULL parameters switch a filter off. `@P4` is exclusive.
+pub const AUDIT_LIST: &str = "SELECT TOP (@P5) id, occurred_at, request_id, actor, actor_role, action, resource_type,
+       resource_id, patient_id, outcome, prev_hash, hash
+FROM dbo.audit_events
+WHERE id > @P1
+  AND (@P2 IS NULL OR patient_id = @P2)
+  AND (@P3 IS NULL OR occurred_at >= @P3)
+  AND (@P4 IS NULL OR occurred_at < @P4)
+ORDER BY id;";
 
 /// Every statement above, by name, for the static parse test.
 pub const STATEMENTS: &[(&str, &str)] = &[
@@ -143,4 +206,16 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("PATIENT_BY_USERNAME", PATIENT_BY_USERNAME),
     ("PATIENT_LIST", PATIENT_LIST),
     ("PATIENT_UPDATE", PATIENT_UPDATE),
+    ("PATIENT_EXISTS", PATIENT_EXISTS),
+    ("DOCTOR_EXISTS", DOCTOR_EXISTS),
+    ("USER_INSERT", USER_INSERT),
+    ("USER_GET", USER_GET),
+    ("USER_GET_FOR_UPDATE", USER_GET_FOR_UPDATE),
+    ("USER_BY_SUBJECT", USER_BY_SUBJECT),
+    ("USER_LIST", USER_LIST),
+    ("USER_UPDATE", USER_UPDATE),
+    ("USER_SIGN_IN", USER_SIGN_IN),
+    ("AUDIT_LAST_HASH", AUDIT_LAST_HASH),
+    ("AUDIT_INSERT", AUDIT_INSERT),
+    ("AUDIT_LIST", AUDIT_LIST),
 ];

@@ -10,6 +10,9 @@ const UNIQUE_FIELDS: &[(&str, &str)] = &[
     ("doctors.email", "email"),
     ("patients.username", "username"),
     ("patients.email", "email"),
+    ("users.subject", "subject"),
+    ("users.patient_id", "patientId"),
+    ("users.doctor_id", "doctorId"),
 ];
 
 pub fn map_error(e: rusqlite::Error) -> StoreError {

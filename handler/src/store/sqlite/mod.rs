@@ -6,12 +6,14 @@
 //! the file queue on the busy timeout instead of failing mid-transaction. Reads use a small pool
 //! of their own connections, which WAL lets run alongside the writer.
 
+mod audit;
 mod doctors;
 mod errors;
 mod migrate;
 mod patients;
 mod rows;
 mod specialties;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,12 +23,14 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::{Mutex, Semaphore};
 
-use super::{ExpectedVersion, Store, StoreError};
+use super::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
+use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
+use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
-use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId};
+use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, UserId};
 pub use errors::map_error;
 
 const READERS: usize = 4;
@@ -192,29 +196,85 @@ impl Store for SqliteStore {
         self.write(move |tx| doctors::update(tx, id, changes, expected)).await
     }
 
-    async fn create_patient(&self, new: NewPatient) -> Result<Patient, StoreError> {
-        self.write(move |tx| patients::insert(tx, &new)).await
+    async fn create_patient(
+        &self,
+        new: NewPatient,
+        link: Option<Subject>,
+        audit: AuditEntry,
+    ) -> Result<Patient, StoreError> {
+        self.write(move |tx| patients::insert(tx, &new, link.as_ref(), audit)).await
     }
 
-    async fn get_patient(&self, id: PatientId) -> Result<Patient, StoreError> {
-        self.read(move |c| patients::get(c, id)).await
+    async fn get_patient(&self, id: PatientId, scope: PatientScope) -> Result<Patient, StoreError> {
+        self.read(move |c| patients::get(c, id, scope)).await
     }
 
-    async fn find_patient_by_username(&self, username: &Username) -> Result<Patient, StoreError> {
+    async fn find_patient_by_username(&self, username: &Username, scope: PatientScope) -> Result<Patient, StoreError> {
         let username = username.clone();
-        self.read(move |c| patients::by_username(c, &username)).await
+        self.read(move |c| patients::by_username(c, &username, scope)).await
     }
 
-    async fn list_patients(&self, filter: PatientFilter, page: PageRequest) -> Result<Page<Patient>, StoreError> {
-        self.read(move |c| patients::list(c, &filter, page)).await
+    async fn list_patients(
+        &self,
+        filter: PatientFilter,
+        scope: PatientScope,
+        page: PageRequest,
+    ) -> Result<Page<Patient>, StoreError> {
+        self.read(move |c| patients::list(c, &filter, scope, page)).await
     }
 
     async fn update_patient(
         &self,
         id: PatientId,
+        scope: PatientScope,
         changes: PatientChanges,
         expected: ExpectedVersion,
+        audit: AuditEntry,
     ) -> Result<Patient, StoreError> {
-        self.write(move |tx| patients::update(tx, id, changes, expected)).await
+        self.write(move |tx| patients::update(tx, id, scope, changes, expected, audit)).await
+    }
+
+    async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {
+        let subject = subject.clone();
+        self.read(move |c| users::by_subject(c, &subject)).await
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<User, StoreError> {
+        self.read(move |c| users::get(c, id)).await
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError> {
+        self.read(move |c| users::list(c, page)).await
+    }
+
+    async fn create_user(
+        &self,
+        subject: Subject,
+        membership: Membership,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.write(move |tx| users::insert(tx, &subject, membership, audit)).await
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        membership: Membership,
+        expected: ExpectedVersion,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.write(move |tx| users::update(tx, id, membership, expected, audit)).await
+    }
+
+    async fn record_sign_in(&self, id: UserId, audit: AuditEntry) -> Result<(), StoreError> {
+        self.write(move |tx| users::record_sign_in(tx, id, audit)).await
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.write(move |tx| audit::append(tx, entries)).await
+    }
+
+    async fn list_audit(&self, filter: AuditFilter, page: PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+        self.read(move |c| audit::list(c, &filter, page)).await
     }
 }

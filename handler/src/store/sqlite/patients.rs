@@ -1,10 +1,19 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{map_error, rows};
+use super::{audit, map_error, rows, users};
+use crate::domain::audit::Entry;
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use crate::domain::user::{Membership, Subject};
 use crate::domain::values::{EmailAddress, Gender, PersonName, Phone, Username, search_key};
 use crate::domain::{Page, PageRequest, PatientId, time};
-use crate::store::{ExpectedVersion, StoreError};
+use crate::store::{ExpectedVersion, PatientScope, StoreError};
+
+/// The owner filter, in the SQL itself (see `PatientScope::sql_params`), over parameters
+/// `?mode` and `?owner`. Mode 2 (a doctor's patients) matches nothing until appointments exist
+/// to join on.
+fn scope_sql(mode: u8, owner: u8) -> String {
+    format!("(?{mode} = 0 OR (?{mode} = 1 AND id = ?{owner}) OR (?{mode} = 2 AND 0 = 1))")
+}
 
 const SELECT: &str = "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
                       FROM patients";
@@ -29,7 +38,12 @@ fn patient_search_key(username: &Username, name: &PersonName) -> String {
     format!("{} {}", search_key(name.as_str()), username.as_str())
 }
 
-pub fn insert(c: &Connection, new: &NewPatient) -> Result<Patient, StoreError> {
+pub fn insert(
+    c: &Connection,
+    new: &NewPatient,
+    link: Option<&Subject>,
+    mut audit_entry: Entry,
+) -> Result<Patient, StoreError> {
     let now = time::to_db_text(time::now());
     let id: i64 = c
         .query_row(
@@ -49,36 +63,57 @@ pub fn insert(c: &Connection, new: &NewPatient) -> Result<Patient, StoreError> {
             |r| r.get(0),
         )
         .map_err(map_error)?;
-    get(c, PatientId::new(id).ok_or(StoreError::NotFound)?)
+    let id = PatientId::new(id).ok_or(StoreError::NotFound)?;
+    audit_entry.resource_id = Some(id.to_string());
+    audit_entry.patient_id = Some(id);
+    if let Some(subject) = link {
+        let mut link_entry = audit_entry.clone();
+        link_entry.action = crate::domain::audit::Action::RoleChange;
+        link_entry.resource_type = "user".into();
+        users::insert(c, subject, Membership::Patient(id), link_entry)?;
+    }
+    audit::append(c, vec![audit_entry])?;
+    get(c, id, PatientScope::All)
 }
 
-pub fn get(c: &Connection, id: PatientId) -> Result<Patient, StoreError> {
-    c.prepare_cached(&format!("{SELECT} WHERE id = ?1"))
-        .and_then(|mut s| s.query_row([id.get()], from_row).optional())
+pub fn get(c: &Connection, id: PatientId, scope: PatientScope) -> Result<Patient, StoreError> {
+    let (mode, owner) = scope.sql_params();
+    c.prepare_cached(&format!("{SELECT} WHERE id = ?1 AND {}", scope_sql(2, 3)))
+        .and_then(|mut s| s.query_row(params![id.get(), mode, owner], from_row).optional())
         .map_err(map_error)?
         .ok_or(StoreError::NotFound)
 }
 
-pub fn by_username(c: &Connection, username: &Username) -> Result<Patient, StoreError> {
-    c.prepare_cached(&format!("{SELECT} WHERE username = ?1"))
-        .and_then(|mut s| s.query_row([username.as_str()], from_row).optional())
+pub fn by_username(c: &Connection, username: &Username, scope: PatientScope) -> Result<Patient, StoreError> {
+    let (mode, owner) = scope.sql_params();
+    c.prepare_cached(&format!("{SELECT} WHERE username = ?1 AND {}", scope_sql(2, 3)))
+        .and_then(|mut s| s.query_row(params![username.as_str(), mode, owner], from_row).optional())
         .map_err(map_error)?
         .ok_or(StoreError::NotFound)
 }
 
-pub fn list(c: &Connection, filter: &PatientFilter, page: PageRequest) -> Result<Page<Patient>, StoreError> {
+pub fn list(
+    c: &Connection,
+    filter: &PatientFilter,
+    scope: PatientScope,
+    page: PageRequest,
+) -> Result<Page<Patient>, StoreError> {
+    let (mode, owner) = scope.sql_params();
     let rows = c
         .prepare_cached(&format!(
             "{SELECT}
-             WHERE id > ?1 AND (?2 IS NULL OR search_key LIKE ?2 ESCAPE '\\')
-             ORDER BY id LIMIT ?3"
+             WHERE id > ?1 AND (?2 IS NULL OR search_key LIKE ?2 ESCAPE '\\') AND {}
+             ORDER BY id LIMIT ?3",
+            scope_sql(4, 5)
         ))
         .and_then(|mut s| {
             s.query_map(
                 params![
                     page.after,
                     filter.text_contains.as_deref().map(crate::store::contains_pattern),
-                    page.fetch_limit()
+                    page.fetch_limit(),
+                    mode,
+                    owner
                 ],
                 from_row,
             )?
@@ -91,10 +126,12 @@ pub fn list(c: &Connection, filter: &PatientFilter, page: PageRequest) -> Result
 pub fn update(
     c: &Connection,
     id: PatientId,
+    scope: PatientScope,
     changes: PatientChanges,
     expected: ExpectedVersion,
+    audit_entry: Entry,
 ) -> Result<Patient, StoreError> {
-    let current = get(c, id)?;
+    let current = get(c, id, scope)?;
     if expected.is_some_and(|v| v != current.version) {
         return Err(StoreError::StaleVersion);
     }
@@ -120,5 +157,6 @@ pub fn update(
     if n != 1 {
         return Err(StoreError::StaleVersion);
     }
-    get(c, id)
+    audit::append(c, vec![audit_entry])?;
+    get(c, id, PatientScope::All)
 }
