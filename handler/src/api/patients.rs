@@ -97,7 +97,8 @@ pub async fn get(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -
 }
 
 /// Records a read or a failed attempt on one patient's record before answering. If the audit
-/// row cannot be written, no patient data leaves.
+/// row cannot be written, no patient data leaves. The row names the patient asked about even
+/// when the caller may not see them, so that patient's audit export shows the attempt.
 async fn audited(
     state: &AppState,
     caller: &Caller,
@@ -110,8 +111,7 @@ async fn audited(
         Err(StoreError::NotFound) => Outcome::NotFound,
         Err(_) => Outcome::Failed,
     };
-    let patient = result.as_ref().ok().map(|p| p.id);
-    let entry = caller.audit(action, "patient", Some(id.to_string()), patient, outcome);
+    let entry = caller.audit(action, "patient", Some(id.to_string()), Some(id), outcome);
     state.store.append_audit(vec![entry]).await?;
     Ok(result?)
 }

@@ -149,8 +149,15 @@ pub async fn guard(
             Refusal::Forbidden => ApiError::Forbidden,
         };
         if patient_data {
+            // Recorded as what was attempted: reading, creating or changing.
+            let action = match *req.method() {
+                Method::POST => Action::Create,
+                Method::PATCH | Method::PUT => Action::Update,
+                Method::DELETE => Action::Delete,
+                _ => Action::Read,
+            };
             let entry =
-                caller.audit(Action::Read, "route", Some(format!("{} {pattern}", req.method())), None, Outcome::Denied);
+                caller.audit(action, "route", Some(format!("{} {pattern}", req.method())), None, Outcome::Denied);
             if let Err(e) = state.store.append_audit(vec![entry]).await {
                 return Ok(req.into_response(ApiError::from(e).error_response()).map_into_right_body());
             }

@@ -1,0 +1,486 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Who may call what: every route in `handler::api::routes()` × every kind of caller × their own
+//! and someone else's resource, against an expectation table written out below. The table is
+//! deliberately not derived from `handler::auth::access` (that is what is under test). A route
+//! without a row, or a row without a route, fails the test, so a new route cannot be forgotten.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::{TEST_ADMIN, TestApp, client_as, created, ok_json};
+use handler::api::{ApiRoute, routes};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------- callers
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// No credentials at all.
+    Anonymous,
+    /// An `X-MS-CLIENT-PRINCIPAL` naming an admin, sent while Easy Auth is not trusted: must be
+    /// treated exactly like no credentials.
+    Forged,
+    /// Signed in (development header), but no portal user yet: a fresh identity per request.
+    Unregistered,
+    /// Linked to patient 1.
+    Patient,
+    /// Linked to doctor 1, who has no appointments.
+    Doctor,
+    Staff,
+    /// A second admin, created through the API.
+    Admin,
+}
+
+/// The column order of the expectation table.
+const CALLERS: [Caller; 7] = [
+    Caller::Anonymous,
+    Caller::Forged,
+    Caller::Unregistered,
+    Caller::Patient,
+    Caller::Doctor,
+    Caller::Staff,
+    Caller::Admin,
+];
+
+const PATIENT_SUBJECT: &str = "matrix-patient";
+const DOCTOR_SUBJECT: &str = "matrix-doctor";
+const STAFF_SUBJECT: &str = "matrix-staff";
+const ADMIN_SUBJECT: &str = "matrix-admin";
+/// A staff user nobody signs in as: the "someone else's" target of `PATCH /api/users/{id}`.
+const SPARE_SUBJECT: &str = "matrix-spare";
+
+/// A base64 Easy Auth principal naming `subject` by both object-id claim types.
+fn principal_for(subject: &str) -> String {
+    let claims = json!({
+        "auth_typ": "aad",
+        "claims": [
+            {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": subject},
+            {"typ": "oid", "val": subject},
+            {"typ": "roles", "val": "Admin"},
+        ],
+        "name_typ": "name",
+        "role_typ": "roles",
+    });
+    STANDARD.encode(claims.to_string())
+}
+
+/// A client that sends a forged principal for the bootstrap admin (and its id header), and nothing
+/// else.
+fn forged_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-ms-client-principal", principal_for(TEST_ADMIN).parse().unwrap());
+    headers.insert("x-ms-client-principal-id", TEST_ADMIN.parse().unwrap());
+    headers.insert("x-ms-client-principal-name", "admin@clinic.example".parse().unwrap());
+    reqwest::Client::builder().no_proxy().default_headers(headers).build().unwrap()
+}
+
+// ---------------------------------------------------------------- expectations
+
+/// The expected answer for one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The handler ran and answered exactly this success status.
+    Ok(u16),
+    /// 401 `not_signed_in` with a `WWW-Authenticate` challenge.
+    NotSignedIn,
+    /// 403 `forbidden`.
+    Forbidden,
+    /// 404 `not_found`: someone else's resource looks like no resource.
+    NotFound,
+}
+
+const OK: Expect = Expect::Ok(200);
+const CREATED: Expect = Expect::Ok(201);
+const E401: Expect = Expect::NotSignedIn;
+const E403: Expect = Expect::Forbidden;
+const E404: Expect = Expect::NotFound;
+
+/// One caller's expectation on one route: the same for any resource, or split by ownership.
+#[derive(Debug, Clone, Copy)]
+enum Cell {
+    Same(Expect),
+    Split { own: Expect, other: Expect },
+}
+
+use Cell::Same;
+
+const fn split(own: Expect, other: Expect) -> Cell {
+    Cell::Split { own, other }
+}
+
+/// (function, method, one cell per caller in [`CALLERS`] order:
+///  anonymous, forged, unregistered, patient, doctor, staff, admin).
+type Row = (&'static str, &'static str, [Cell; 7]);
+
+#[rustfmt::skip]
+const TABLE: &[Row] = &[
+    //                       anonymous   forged      unregistered  patient            doctor             staff          admin
+    ("Health",      "GET",   [Same(OK),   Same(OK),   Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("Me",          "GET",   [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("Specialties", "GET",   [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("Specialties", "POST",  [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(CREATED), Same(CREATED)]),
+    ("Specialty",   "GET",   [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("Specialty",   "PATCH", [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(OK),      Same(OK)]),
+    ("Doctors",     "GET",   [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("Doctors",     "POST",  [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(CREATED), Same(CREATED)]),
+    ("Doctor",      "GET",   [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    // The doctor directory is public to signed-in users, so another doctor's profile is a 403.
+    ("Doctor",      "PATCH", [Same(E401), Same(E401), Same(E403),   Same(E403),        split(OK, E403),   Same(OK),      Same(OK)]),
+    ("Patients",    "GET",   [Same(E401), Same(E401), Same(E403),   Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("Patients",    "POST",  [Same(E401), Same(E401), Same(CREATED),Same(E403),        Same(E403),        Same(CREATED), Same(CREATED)]),
+    // A doctor without appointments has no patients: every patient id is a 404.
+    ("Patient",     "GET",   [Same(E401), Same(E401), Same(E403),   split(OK, E404),   Same(E404),        Same(OK),      Same(OK)]),
+    ("Patient",     "PATCH", [Same(E401), Same(E401), Same(E403),   split(OK, E404),   Same(E404),        Same(OK),      Same(OK)]),
+    ("Users",       "GET",   [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(E403),    Same(OK)]),
+    ("Users",       "POST",  [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(E403),    Same(CREATED)]),
+    ("User",        "PATCH", [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(E403),    Same(OK)]),
+    ("Audit",       "GET",   [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(E403),    Same(OK)]),
+    ("AuditVerify", "GET",   [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(E403),    Same(OK)]),
+];
+
+fn row_for(route: &ApiRoute) -> Option<&'static Row> {
+    TABLE.iter().find(|(f, m, _)| *f == route.function && *m == route.method.as_str())
+}
+
+/// Every route has exactly one row, every row names a route, and only routes with an `{id}`
+/// split by ownership.
+fn check_table() -> Vec<String> {
+    let table = routes();
+    let mut problems = Vec::new();
+    for r in &table {
+        let rows = TABLE.iter().filter(|(f, m, _)| *f == r.function && *m == r.method.as_str()).count();
+        match rows {
+            0 => problems.push(format!("route {} {} ({}) has no expectation row", r.method, r.path(), r.function)),
+            1 => {}
+            n => problems.push(format!("route {} {} ({}) has {n} expectation rows", r.method, r.path(), r.function)),
+        }
+        if let Some((_, _, cells)) = row_for(r)
+            && !r.path().contains("{id}")
+            && cells.iter().any(|c| matches!(c, Cell::Split { .. }))
+        {
+            problems.push(format!("{} {}: no {{id}}, so no row may split by ownership", r.method, r.path()));
+        }
+    }
+    for (f, m, _) in TABLE {
+        if !table.iter().any(|r| r.function == *f && r.method.as_str() == *m) {
+            problems.push(format!("expectation row {f} {m} names no route"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_route_has_exactly_one_expectation_row() {
+    let problems = check_table();
+    assert!(problems.is_empty(), "the expectation table is out of date:\n  {}", problems.join("\n  "));
+}
+
+// ---------------------------------------------------------------- the clinic
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The route has no `{id}`.
+    None,
+    /// The caller's own record (patient 1 for the patient, doctor 1 for the doctor, the caller's
+    /// own user); for callers linked to nothing, the first of each resource.
+    Own,
+    /// Somebody else's.
+    Other,
+}
+
+struct Users {
+    patient: i64,
+    doctor: i64,
+    staff: i64,
+    admin: i64,
+    spare: i64,
+}
+
+struct Clinic {
+    app: TestApp,
+    specialties: [i64; 2],
+    doctors: [i64; 2],
+    patients: [i64; 2],
+    users: Users,
+    anonymous: reqwest::Client,
+    forged: reqwest::Client,
+    patient: reqwest::Client,
+    doctor: reqwest::Client,
+    staff: reqwest::Client,
+    admin: reqwest::Client,
+    counter: AtomicUsize,
+}
+
+async fn create_user(app: &TestApp, body: Value) -> i64 {
+    created(app.post_json("/api/users", &body).await).await["id"].as_i64().unwrap()
+}
+
+impl Clinic {
+    /// Everything set up through the API as `test-admin`.
+    async fn open() -> Self {
+        let app = TestApp::spawn().await;
+        let s1 = app.create_specialty("matrix-one").await["id"].as_i64().unwrap();
+        let s2 = app.create_specialty("matrix-two").await["id"].as_i64().unwrap();
+        let d1 = app.create_doctor(s1, "Dr One", "one@clinic.example").await["id"].as_i64().unwrap();
+        let d2 = app.create_doctor(s2, "Dr Two", "two@clinic.example").await["id"].as_i64().unwrap();
+        let p1 = app.create_patient("matrix-p1", "Patient One", "p1@mail.example").await["id"].as_i64().unwrap();
+        let p2 = app.create_patient("matrix-p2", "Patient Two", "p2@mail.example").await["id"].as_i64().unwrap();
+        let users = Users {
+            patient: create_user(&app, json!({"subject": PATIENT_SUBJECT, "role": "patient", "patientId": p1})).await,
+            doctor: create_user(&app, json!({"subject": DOCTOR_SUBJECT, "role": "doctor", "doctorId": d1})).await,
+            staff: create_user(&app, json!({"subject": STAFF_SUBJECT, "role": "staff"})).await,
+            admin: create_user(&app, json!({"subject": ADMIN_SUBJECT, "role": "admin"})).await,
+            spare: create_user(&app, json!({"subject": SPARE_SUBJECT, "role": "staff"})).await,
+        };
+        Clinic {
+            app,
+            specialties: [s1, s2],
+            doctors: [d1, d2],
+            patients: [p1, p2],
+            users,
+            anonymous: client_as(None),
+            forged: forged_client(),
+            patient: client_as(Some(PATIENT_SUBJECT)),
+            doctor: client_as(Some(DOCTOR_SUBJECT)),
+            staff: client_as(Some(STAFF_SUBJECT)),
+            admin: client_as(Some(ADMIN_SUBJECT)),
+            counter: AtomicUsize::new(0),
+        }
+    }
+
+    fn next(&self) -> usize {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn client(&self, caller: Caller, n: usize) -> reqwest::Client {
+        match caller {
+            Caller::Anonymous => self.anonymous.clone(),
+            Caller::Forged => self.forged.clone(),
+            // Fresh every time: registering makes an identity a patient.
+            Caller::Unregistered => client_as(Some(&format!("matrix-newcomer-{n}"))),
+            Caller::Patient => self.patient.clone(),
+            Caller::Doctor => self.doctor.clone(),
+            Caller::Staff => self.staff.clone(),
+            Caller::Admin => self.admin.clone(),
+        }
+    }
+
+    /// The caller's own user and the body that keeps its role as it is.
+    fn own_user(&self, caller: Caller) -> (i64, Value) {
+        match caller {
+            Caller::Doctor => (self.users.doctor, json!({"role": "doctor", "doctorId": self.doctors[0]})),
+            Caller::Staff => (self.users.staff, json!({"role": "staff"})),
+            Caller::Admin => (self.users.admin, json!({"role": "admin"})),
+            // Callers with no user of their own aim at the patient's.
+            _ => (self.users.patient, json!({"role": "patient", "patientId": self.patients[0]})),
+        }
+    }
+
+    /// The `{id}` a request aims at, by the route's resource.
+    fn target(&self, route: &ApiRoute, caller: Caller, owner: Owner) -> Option<i64> {
+        let pick = |pair: [i64; 2]| if owner == Owner::Own { pair[0] } else { pair[1] };
+        let resource = strip_prefix(route);
+        match owner {
+            Owner::None => None,
+            _ if resource.starts_with("specialties/") => Some(pick(self.specialties)),
+            _ if resource.starts_with("doctors/") => Some(pick(self.doctors)),
+            _ if resource.starts_with("patients/") => Some(pick(self.patients)),
+            Owner::Own if resource.starts_with("users/") => Some(self.own_user(caller).0),
+            Owner::Other if resource.starts_with("users/") => Some(self.users.spare),
+            _ => panic!("no fixture for the {{id}} of {} {}: add one to Clinic::target", route.method, route.path()),
+        }
+    }
+
+    /// A valid body, unique per call, so "allowed" means the handler really ran.
+    fn body(&self, route: &ApiRoute, caller: Caller, owner: Owner, n: usize) -> Option<Value> {
+        let body = match (route.function, route.method.as_str()) {
+            (_, "GET") => return None,
+            ("Specialties", "POST") => {
+                json!({"code": format!("matrix-s{n}"), "name": format!("Specialty {n}"), "description": "Made by the matrix."})
+            }
+            ("Specialty", "PATCH") => json!({"description": format!("Changed by the matrix ({n}).")}),
+            ("Doctors", "POST") => json!({"name": format!("Dr Matrix {n}"), "specialtyId": self.specialties[0],
+                                          "email": format!("doctor{n}@clinic.example"), "timeZone": "Europe/Berlin"}),
+            ("Doctor", "PATCH") => json!({"bio": format!("Changed by the matrix ({n}).")}),
+            ("Patients", "POST") => json!({"username": format!("matrix-new{n}"), "name": format!("New Patient {n}"),
+                                           "email": format!("new{n}@mail.example"), "dateOfBirth": "1990-05-17"}),
+            ("Patient", "PATCH") => json!({"phone": format!("+49 30 555 {n:04}")}),
+            ("Users", "POST") => json!({"subject": format!("matrix-user-{n}"), "role": "staff"}),
+            ("User", "PATCH") if owner == Owner::Own => self.own_user(caller).1,
+            ("User", "PATCH") => json!({"role": "staff"}),
+            (f, m) => panic!("no request body for {f} {m}: add one to Clinic::body"),
+        };
+        Some(body)
+    }
+}
+
+fn strip_prefix(route: &ApiRoute) -> String {
+    route.path().trim_start_matches("/api/").to_owned()
+}
+
+fn role_name(caller: Caller) -> &'static str {
+    match caller {
+        Caller::Anonymous | Caller::Forged => "anonymous",
+        Caller::Unregistered => "unregistered",
+        Caller::Patient => "patient",
+        Caller::Doctor => "doctor",
+        Caller::Staff => "staff",
+        Caller::Admin => "admin",
+    }
+}
+
+fn ids(page: &Value) -> Vec<i64> {
+    page["items"].as_array().expect("a page of items").iter().map(|p| p["id"].as_i64().unwrap()).collect()
+}
+
+/// Checks beyond the status, where the answer says something about who the caller is.
+fn check_body(
+    clinic: &Clinic,
+    route: &ApiRoute,
+    caller: Caller,
+    target: Option<i64>,
+    body: &Value,
+) -> Result<(), String> {
+    let [p1, p2] = clinic.patients;
+    match (route.function, route.method.as_str()) {
+        ("Me", "GET") => {
+            if body["role"] != role_name(caller) {
+                return Err(format!("role {} instead of {}", body["role"], role_name(caller)));
+            }
+            let linked = match caller {
+                Caller::Patient => ("patientId", json!(p1)),
+                Caller::Doctor => ("doctorId", json!(clinic.doctors[0])),
+                Caller::Unregistered => ("needsRegistration", json!(true)),
+                _ => ("needsRegistration", json!(false)),
+            };
+            if body[linked.0] != linked.1 {
+                return Err(format!("{} is {} instead of {}", linked.0, body[linked.0], linked.1));
+            }
+        }
+        ("Patients", "GET") => {
+            let seen = ids(body);
+            let fine = match caller {
+                Caller::Patient => seen == vec![p1],
+                Caller::Doctor => seen.is_empty(),
+                _ => seen.contains(&p1) && seen.contains(&p2),
+            };
+            if !fine {
+                return Err(format!("the list holds patients {seen:?}"));
+            }
+        }
+        ("Patient", _) if body["id"].as_i64() != target => {
+            return Err(format!("answered patient {} for {target:?}", body["id"]));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs one cell; `Err` describes how it failed (status and error code only: no record content).
+async fn run_cell(clinic: &Clinic, route: &ApiRoute, caller: Caller, owner: Owner, want: Expect) -> Result<(), String> {
+    let n = clinic.next();
+    let target = clinic.target(route, caller, owner);
+    let path = match target {
+        Some(id) => route.path().replace("{id}", &id.to_string()),
+        None => route.path(),
+    };
+    let method = Method::from_bytes(route.method.as_str().as_bytes()).unwrap();
+    let mut request = clinic.client(caller, n).request(method, clinic.app.url(&path));
+    if let Some(body) = clinic.body(route, caller, owner, n) {
+        request = request.json(&body);
+    }
+    let res = request.send().await.map_err(|e| format!("{path}: no answer ({e})"))?;
+    let status = res.status().as_u16();
+    let challenge = res.headers().contains_key("www-authenticate");
+    let text = res.text().await.unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let code = body["code"].as_str().unwrap_or("-").to_owned();
+    let got = || format!("{path}: expected {want:?}, got {status} (code {code})");
+    match want {
+        Expect::Ok(expected) => {
+            if status != expected {
+                return Err(got());
+            }
+            check_body(clinic, route, caller, target, &body).map_err(|e| format!("{path}: {status} but {e}"))
+        }
+        Expect::NotSignedIn if status == 401 && code == "not_signed_in" && challenge => Ok(()),
+        Expect::NotSignedIn if status == 401 && !challenge => Err(format!("{path}: 401 without WWW-Authenticate")),
+        Expect::Forbidden if status == 403 && code == "forbidden" => Ok(()),
+        Expect::NotFound if status == 404 && code == "not_found" => Ok(()),
+        _ => Err(got()),
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_caller_as_the_table_says() {
+    let problems = check_table();
+    assert!(problems.is_empty(), "the expectation table is out of date:\n  {}", problems.join("\n  "));
+    let clinic = Clinic::open().await;
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for route in routes() {
+        let (_, _, row) = row_for(&route).expect("checked above");
+        let has_id = route.path().contains("{id}");
+        for (caller, cell) in CALLERS.iter().zip(row) {
+            let runs: Vec<(Owner, Expect)> = match (*cell, has_id) {
+                (Cell::Same(e), false) => vec![(Owner::None, e)],
+                (Cell::Same(e), true) => vec![(Owner::Own, e), (Owner::Other, e)],
+                (Cell::Split { own, other }, _) => vec![(Owner::Own, own), (Owner::Other, other)],
+            };
+            for (owner, want) in runs {
+                cells += 1;
+                if let Err(why) = run_cell(&clinic, &route, *caller, owner, want).await {
+                    failures.push(format!("{} {} as {caller:?} ({owner:?}): {why}", route.function, route.method));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {cells} cells failed:\n  {}", failures.len(), failures.join("\n  "));
+    // 19 routes today; the count only guards against the loop silently skipping routes.
+    assert!(cells >= routes().len() * CALLERS.len(), "only {cells} cells ran");
+}
+
+// ---------------------------------------------------------------- the forged principal
+
+/// The forged header is well-formed: an app that does trust Easy Auth takes it as the admin. So
+/// the matrix's 401s for it come from distrust, not from a header that could never work.
+#[tokio::test]
+async fn the_forged_principal_is_honoured_only_where_easy_auth_is_trusted() {
+    let trusting = TestApp::spawn_with(|s| s.identity.trust_easy_auth = true).await;
+    let me = ok_json(forged_client().get(trusting.url("/api/me")).send().await.unwrap()).await;
+    assert_eq!(me["role"], "admin");
+    assert_eq!(me["subject"], TEST_ADMIN);
+    let res = forged_client().get(trusting.url("/api/users")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    let distrusting = TestApp::spawn().await;
+    for path in ["/api/me", "/api/users", "/api/patients", "/api/audit"] {
+        let res = forged_client().get(distrusting.url(path)).send().await.unwrap();
+        let e = common::expect_error(res, 401).await;
+        assert_eq!(e.code(), "not_signed_in", "{path}");
+    }
+}
+
+/// A signed-in patient who adds a forged admin principal is still only the patient.
+#[tokio::test]
+async fn a_forged_principal_beside_a_real_identity_does_not_raise_it() {
+    let clinic = Clinic::open().await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-portal-dev-user", PATIENT_SUBJECT.parse().unwrap());
+    headers.insert("x-ms-client-principal", principal_for(TEST_ADMIN).parse().unwrap());
+    headers.insert("x-ms-client-principal-id", TEST_ADMIN.parse().unwrap());
+    let client = reqwest::Client::builder().no_proxy().default_headers(headers).build().unwrap();
+    let me = ok_json(client.get(clinic.app.url("/api/me")).send().await.unwrap()).await;
+    assert_eq!(me["role"], "patient");
+    assert_eq!(me["patientId"], clinic.patients[0]);
+    for path in ["/api/users", "/api/audit", "/api/audit/verify"] {
+        let res = client.get(clinic.app.url(path)).send().await.unwrap();
+        assert_eq!(common::expect_error(res, 403).await.code(), "forbidden", "{path}");
+    }
+    let res = client.get(clinic.app.url(&format!("/api/patients/{}", clinic.patients[1]))).send().await.unwrap();
+    assert_eq!(common::expect_error(res, 404).await.code(), "not_found");
+}
