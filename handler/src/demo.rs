@@ -6,7 +6,11 @@ use chrono::NaiveDate;
 
 use crate::domain::audit::{Action, Entry, Outcome};
 use crate::domain::doctor::{DoctorFilter, NewDoctor};
+use crate::domain::doctor_schedule::{
+    AppointmentTypeInput, NewTimeOff, RangeInput, Schedule, ScheduleInput, TimeOffReason,
+};
 use crate::domain::patient::NewPatient;
+use crate::domain::schedule::{Interval, local_date, local_midnight};
 use crate::domain::specialty::NewSpecialty;
 use crate::domain::user::{Membership, Subject};
 use crate::domain::values::{
@@ -147,6 +151,69 @@ async fn find_doctor(store: &dyn Store, email: &str) -> Result<crate::domain::do
     }
 }
 
+/// Weekday hours with a lunch break in the doctor's own zone, one or two appointment types, and
+/// (only when the schedule is new, so a second load changes nothing) a day of training two
+/// weeks out.
+async fn ensure_schedule(
+    store: &dyn Store,
+    report: &mut DemoReport,
+    doctor: &crate::domain::doctor::Doctor,
+    n: usize,
+) -> Result<(), StoreError> {
+    match store.get_schedule(doctor.id).await {
+        // The schedule and its time off are loaded together: both were there already.
+        Ok(_) => {
+            report.already_present += 2;
+            return Ok(());
+        }
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    let (morning, afternoon) = if n.is_multiple_of(2) {
+        (("09:00", "12:30"), ("13:30", "17:00"))
+    } else {
+        (("08:00", "12:00"), ("13:00", "16:00"))
+    };
+    let day = vec![
+        RangeInput { start: morning.0.into(), end: morning.1.into() },
+        RangeInput { start: afternoon.0.into(), end: afternoon.1.into() },
+    ];
+    let mut input = ScheduleInput {
+        weekly_hours: ["mon", "tue", "wed", "thu", "fri"].iter().map(|d| ((*d).to_owned(), day.clone())).collect(),
+        appointment_types: vec![AppointmentTypeInput {
+            code: "consult".into(),
+            name: "Consultation".into(),
+            minutes: if n.is_multiple_of(3) { 20 } else { 30 },
+        }],
+        buffer_before_minutes: 0,
+        buffer_after_minutes: if n.is_multiple_of(2) { 10 } else { 0 },
+        min_notice_minutes: 120,
+        horizon_days: 90,
+    };
+    if !n.is_multiple_of(2) {
+        input.appointment_types.push(AppointmentTypeInput {
+            code: "follow-up".into(),
+            name: "Follow-up visit".into(),
+            minutes: 15,
+        });
+    }
+    let mut check = crate::domain::FieldCheck::new();
+    let schedule = Schedule::parse(&mut check, &input)
+        .ok_or_else(|| invalid(ValueError("a demo schedule does not validate".into())))?;
+    store.put_schedule(doctor.id, schedule, None).await?;
+    report.created += 1;
+    let zone = doctor.time_zone.tz();
+    let day = local_date(zone, time::now()) + chrono::Duration::days(14);
+    let (Some(start), Some(end)) = (local_midnight(zone, day), local_midnight(zone, day + chrono::Duration::days(1)))
+    else {
+        return Ok(());
+    };
+    let range = Interval::new(start, end).map_err(invalid)?;
+    store.add_time_off(doctor.id, NewTimeOff { range, reason: TimeOffReason::Training }).await?;
+    report.created += 1;
+    Ok(())
+}
+
 pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
     let mut report = DemoReport::default();
     for (code, name, description) in SPECIALTIES {
@@ -166,7 +233,7 @@ pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
             .map(|s| s.id)
             .ok_or_else(|| StoreError::Other(format!("demo specialty {code} is missing").into()))
     };
-    for (name, specialty, email, zone, bio) in DOCTORS {
+    for (n, (name, specialty, email, zone, bio)) in DOCTORS.iter().enumerate() {
         let new = NewDoctor {
             name: PersonName::parse(name).map_err(invalid)?,
             specialty_id: specialty_id(specialty)?,
@@ -188,6 +255,7 @@ pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
         };
         let login = email.as_str().split('@').next().unwrap_or_default().to_owned();
         ensure_user(store, &mut report, &login, Membership::Doctor(doctor.id)).await?;
+        ensure_schedule(store, &mut report, &doctor, n).await?;
     }
     for (username, name, email, phone, born, gender) in PATIENTS {
         let new = NewPatient {

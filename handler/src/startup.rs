@@ -30,6 +30,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub mode: RunMode,
     pub started: Instant,
+    /// "Now" for slot rules (notice, horizon); the system clock unless a test pins it.
+    pub clock: crate::domain::time::Clock,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ impl Application {
             limiter: RateLimiter::from_settings(&settings),
             mode: settings.mode.clone(),
             started: Instant::now(),
+            clock: Default::default(),
         });
         let keys = web::Data::from(KeyPolicy::new(if standalone { &settings.function_keys } else { &[] }));
         let cors = settings.cors.clone();

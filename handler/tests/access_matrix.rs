@@ -95,6 +95,7 @@ enum Expect {
 
 const OK: Expect = Expect::Ok(200);
 const CREATED: Expect = Expect::Ok(201);
+const DELETED: Expect = Expect::Ok(204);
 const E401: Expect = Expect::NotSignedIn;
 const E403: Expect = Expect::Forbidden;
 const E404: Expect = Expect::NotFound;
@@ -130,6 +131,13 @@ const TABLE: &[Row] = &[
     ("Doctor",      "GET",   [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
     // The doctor directory is public to signed-in users, so another doctor's profile is a 403.
     ("Doctor",      "PATCH", [Same(E401), Same(E401), Same(E403),   Same(E403),        split(OK, E403),   Same(OK),      Same(OK)]),
+    ("DoctorSchedule", "GET", [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("DoctorSchedule", "PUT", [Same(E401), Same(E401), Same(E403),   Same(E403),        split(OK, E403),   Same(OK),      Same(OK)]),
+    ("DoctorTimeOff", "GET",  [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("DoctorTimeOff", "POST", [Same(E401), Same(E401), Same(E403),   Same(E403),        split(CREATED, E403), Same(CREATED), Same(CREATED)]),
+    ("DoctorTimeOffEntry", "DELETE", [Same(E401), Same(E401), Same(E403), Same(E403),   split(DELETED, E403), Same(DELETED), Same(DELETED)]),
+    ("DoctorSlots", "GET",    [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("Slots",       "GET",    [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
     ("Patients",    "GET",   [Same(E401), Same(E401), Same(E403),   Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
     ("Patients",    "POST",  [Same(E401), Same(E401), Same(CREATED),Same(E403),        Same(E403),        Same(CREATED), Same(CREATED)]),
     // A doctor without appointments has no patients: every patient id is a 404.
@@ -229,6 +237,15 @@ impl Clinic {
         let d2 = app.create_doctor(s2, "Dr Two", "two@clinic.example").await["id"].as_i64().unwrap();
         let p1 = app.create_patient("matrix-p1", "Patient One", "p1@mail.example").await["id"].as_i64().unwrap();
         let p2 = app.create_patient("matrix-p2", "Patient Two", "p2@mail.example").await["id"].as_i64().unwrap();
+        for d in [d1, d2] {
+            let res = app
+                .request(Method::PUT, &format!("/api/doctors/{d}/schedule"))
+                .json(&schedule_body(None))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+        }
         let users = Users {
             patient: create_user(&app, json!({"subject": PATIENT_SUBJECT, "role": "patient", "patientId": p1})).await,
             doctor: create_user(&app, json!({"subject": DOCTOR_SUBJECT, "role": "doctor", "doctorId": d1})).await,
@@ -306,6 +323,10 @@ impl Clinic {
             ("Doctors", "POST") => json!({"name": format!("Dr Matrix {n}"), "specialtyId": self.specialties[0],
                                           "email": format!("doctor{n}@clinic.example"), "timeZone": "Europe/Berlin"}),
             ("Doctor", "PATCH") => json!({"bio": format!("Changed by the matrix ({n}).")}),
+            ("DoctorSchedule", "PUT") => schedule_body(None),
+            ("DoctorTimeOff", "POST") => json!({"startsAt": format!("2030-01-{:02}T00:00:00Z", n % 28 + 1),
+                                               "endsAt": format!("2030-01-{:02}T12:00:00Z", n % 28 + 1), "reason": "training"}),
+            ("DoctorTimeOffEntry", "DELETE") => return None,
             ("Patients", "POST") => json!({"username": format!("matrix-new{n}"), "name": format!("New Patient {n}"),
                                            "email": format!("new{n}@mail.example"), "dateOfBirth": "1990-05-17"}),
             ("Patient", "PATCH") => json!({"phone": format!("+49 30 555 {n:04}")}),
@@ -316,6 +337,15 @@ impl Clinic {
         };
         Some(body)
     }
+}
+
+/// A valid weekly schedule; `version` for a replacing put.
+fn schedule_body(version: Option<i64>) -> Value {
+    json!({
+        "weeklyHours": {"mon": [{"start": "09:00", "end": "12:00"}], "tue": [{"start": "09:00", "end": "12:00"}]},
+        "appointmentTypes": [{"code": "consult", "name": "Consultation", "minutes": 30}],
+        "minNoticeMinutes": 60, "horizonDays": 60, "version": version
+    })
 }
 
 fn strip_prefix(route: &ApiRoute) -> String {
@@ -384,13 +414,28 @@ fn check_body(
 async fn run_cell(clinic: &Clinic, route: &ApiRoute, caller: Caller, owner: Owner, want: Expect) -> Result<(), String> {
     let n = clinic.next();
     let target = clinic.target(route, caller, owner);
-    let path = match target {
+    let mut path = match target {
         Some(id) => route.path().replace("{id}", &id.to_string()),
         None => route.path(),
     };
+    if path.contains("{offId}") {
+        // A fresh entry of the target doctor's, made by the admin, for each delete.
+        let doctor = target.unwrap();
+        let body = json!({"startsAt": "2031-01-01T00:00:00Z", "endsAt": "2031-01-02T00:00:00Z", "reason": "other"});
+        let entry = created(clinic.app.post_json(&format!("/api/doctors/{doctor}/time-off"), &body).await).await;
+        path = path.replace("{offId}", &entry["id"].to_string());
+    }
+    if route.function == "Slots" {
+        path = format!("{path}?specialty={}", clinic.specialties[0]);
+    }
     let method = Method::from_bytes(route.method.as_str().as_bytes()).unwrap();
     let mut request = clinic.client(caller, n).request(method, clinic.app.url(&path));
-    if let Some(body) = clinic.body(route, caller, owner, n) {
+    if let Some(mut body) = clinic.body(route, caller, owner, n) {
+        if route.function == "DoctorSchedule" {
+            // A replacing put names the version it replaces.
+            let current = ok_json(clinic.app.get(&path).await).await;
+            body["version"] = current["version"].clone();
+        }
         request = request.json(&body);
     }
     let res = request.send().await.map_err(|e| format!("{path}: no answer ({e})"))?;

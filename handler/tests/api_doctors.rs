@@ -224,7 +224,7 @@ async fn unknown_and_non_numeric_ids_are_not_found() {
         expect_error(app.patch_json(&path, &json!({"name": "Dr. X"})).await, 404).await.hides(LEAKY);
     }
     // Deeper paths name nothing either.
-    expect_error(app.get("/api/doctors/1/slots").await, 404).await;
+    expect_error(app.get("/api/doctors/1/nothing-here").await, 404).await;
 }
 
 #[tokio::test]

@@ -13,11 +13,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
+use handler::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
 use handler::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use handler::domain::schedule::Interval;
 use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
-use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, UserId};
+use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId};
 use handler::store::mssql::{ConnectionManager, ConnectionSettings, MssqlStore};
 use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
 use secrecy::SecretString;
@@ -182,6 +184,40 @@ impl Store for ScratchStore {
         audit: AuditEntry,
     ) -> Result<Patient, StoreError> {
         self.s().update_patient(id, scope, changes, expected, audit).await
+    }
+    async fn get_schedule(&self, doctor: DoctorId) -> Result<StoredSchedule, StoreError> {
+        self.s().get_schedule(doctor).await
+    }
+    async fn put_schedule(
+        &self,
+        doctor: DoctorId,
+        schedule: Schedule,
+        expected: ExpectedVersion,
+    ) -> Result<StoredSchedule, StoreError> {
+        self.s().put_schedule(doctor, schedule, expected).await
+    }
+    async fn add_time_off(&self, doctor: DoctorId, new: NewTimeOff) -> Result<TimeOff, StoreError> {
+        self.s().add_time_off(doctor, new).await
+    }
+    async fn delete_time_off(&self, doctor: DoctorId, id: TimeOffId) -> Result<(), StoreError> {
+        self.s().delete_time_off(doctor, id).await
+    }
+    async fn list_time_off(&self, doctor: DoctorId, window: Interval) -> Result<Vec<TimeOff>, StoreError> {
+        self.s().list_time_off(doctor, window).await
+    }
+    async fn specialty_calendars(
+        &self,
+        specialty: SpecialtyId,
+        window: Interval,
+    ) -> Result<Vec<DoctorCalendar>, StoreError> {
+        self.s().specialty_calendars(specialty, window).await
+    }
+    async fn blocked_intervals(
+        &self,
+        doctors: &[DoctorId],
+        window: Interval,
+    ) -> Result<Vec<(DoctorId, Interval)>, StoreError> {
+        self.s().blocked_intervals(doctors, window).await
     }
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {
         self.s().user_by_subject(subject).await

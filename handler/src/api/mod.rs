@@ -9,6 +9,7 @@ pub mod health;
 pub mod input;
 pub mod me;
 pub mod patients;
+pub mod schedules;
 pub mod specialties;
 pub mod users;
 
@@ -46,7 +47,8 @@ pub struct ApiRoute {
     pub rule: Rule,
     /// Whether it reads or writes patient data (refusals are audited too).
     pub patient_data: bool,
-    /// Which abuse limit it counts against.
+    /// Which abuse limit it counts against; named on every route, so a booking, upload or
+    /// notification route cannot fall into `General` by omission.
     pub limit: LimitClass,
     pub handler: fn() -> actix_web::Route,
 }
@@ -83,9 +85,6 @@ pub fn strip_constraints(route: &str) -> String {
 }
 
 macro_rules! route {
-    ($function:literal, $method:ident, $route:literal, $level:ident, $rule:ident, $phi:literal, $handler:path) => {
-        route!($function, $method, $route, $level, $rule, $phi, General, $handler)
-    };
     ($function:literal, $method:ident, $route:literal, $level:ident, $rule:ident, $phi:literal, $limit:ident, $handler:path) => {
         ApiRoute {
             function: $function,
@@ -100,28 +99,36 @@ macro_rules! route {
     };
 }
 
-/// Every HTTP route the handler serves.
+/// Every HTTP route the handler serves: one line each, so the table reads as a table.
+#[rustfmt::skip]
 pub fn routes() -> Vec<ApiRoute> {
     vec![
-        route!("Health", GET, "health", Anonymous, Anonymous, false, health::get),
-        route!("Me", GET, "me", Function, SignedIn, false, me::get),
-        route!("Specialties", GET, "specialties", Function, SignedIn, false, specialties::list),
-        route!("Specialties", POST, "specialties", Function, Staff, false, specialties::create),
-        route!("Specialty", GET, "specialties/{id:int}", Function, SignedIn, false, specialties::get),
-        route!("Specialty", PATCH, "specialties/{id:int}", Function, Staff, false, specialties::update),
-        route!("Doctors", GET, "doctors", Function, SignedIn, false, doctors::list),
-        route!("Doctors", POST, "doctors", Function, Staff, false, doctors::create),
-        route!("Doctor", GET, "doctors/{id:int}", Function, SignedIn, false, doctors::get),
-        route!("Doctor", PATCH, "doctors/{id:int}", Function, DoctorSelfOrStaff, false, doctors::update),
-        route!("Patients", GET, "patients", Function, PatientRecords, true, patients::list),
+        route!("Health", GET, "health", Anonymous, Anonymous, false, General, health::get),
+        route!("Me", GET, "me", Function, SignedIn, false, General, me::get),
+        route!("Specialties", GET, "specialties", Function, SignedIn, false, General, specialties::list),
+        route!("Specialties", POST, "specialties", Function, Staff, false, General, specialties::create),
+        route!("Specialty", GET, "specialties/{id:int}", Function, SignedIn, false, General, specialties::get),
+        route!("Specialty", PATCH, "specialties/{id:int}", Function, Staff, false, General, specialties::update),
+        route!("Doctors", GET, "doctors", Function, SignedIn, false, General, doctors::list),
+        route!("Doctors", POST, "doctors", Function, Staff, false, General, doctors::create),
+        route!("Doctor", GET, "doctors/{id:int}", Function, SignedIn, false, General, doctors::get),
+        route!("Doctor", PATCH, "doctors/{id:int}", Function, DoctorSelfOrStaff, false, General, doctors::update),
+        route!("DoctorSchedule", GET, "doctors/{id:int}/schedule", Function, SignedIn, false, General, schedules::get_schedule),
+        route!("DoctorSchedule", PUT, "doctors/{id:int}/schedule", Function, DoctorSelfOrStaff, false, General, schedules::put_schedule),
+        route!("DoctorTimeOff", GET, "doctors/{id:int}/time-off", Function, SignedIn, false, General, schedules::list_time_off),
+        route!("DoctorTimeOff", POST, "doctors/{id:int}/time-off", Function, DoctorSelfOrStaff, false, General, schedules::add_time_off),
+        route!("DoctorTimeOffEntry", DELETE, "doctors/{id:int}/time-off/{offId:int}", Function, DoctorSelfOrStaff, false, General, schedules::delete_time_off),
+        route!("DoctorSlots", GET, "doctors/{id:int}/slots", Function, SignedIn, false, General, schedules::doctor_slots),
+        route!("Slots", GET, "slots", Function, SignedIn, false, General, schedules::search),
+        route!("Patients", GET, "patients", Function, PatientRecords, true, General, patients::list),
         route!("Patients", POST, "patients", Function, Register, true, SignIn, patients::create),
-        route!("Patient", GET, "patients/{id:int}", Function, PatientRecords, true, patients::get),
-        route!("Patient", PATCH, "patients/{id:int}", Function, PatientRecords, true, patients::update),
-        route!("Users", GET, "users", Function, Admin, false, users::list),
-        route!("Users", POST, "users", Function, Admin, false, users::create),
-        route!("User", PATCH, "users/{id:int}", Function, Admin, false, users::update),
-        route!("Audit", GET, "audit", Function, Admin, true, audit::list),
-        route!("AuditVerify", GET, "audit/verify", Function, Admin, false, audit::verify),
+        route!("Patient", GET, "patients/{id:int}", Function, PatientRecords, true, General, patients::get),
+        route!("Patient", PATCH, "patients/{id:int}", Function, PatientRecords, true, General, patients::update),
+        route!("Users", GET, "users", Function, Admin, false, General, users::list),
+        route!("Users", POST, "users", Function, Admin, false, General, users::create),
+        route!("User", PATCH, "users/{id:int}", Function, Admin, false, General, users::update),
+        route!("Audit", GET, "audit", Function, Admin, true, General, audit::list),
+        route!("AuditVerify", GET, "audit/verify", Function, Admin, false, General, audit::verify),
     ]
 }
 

@@ -40,6 +40,7 @@ id_type!(DoctorId);
 id_type!(PatientId);
 id_type!(UserId);
 id_type!(AuditId);
+id_type!(TimeOffId);
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod doctor;
+pub mod doctor_schedule;
 pub mod ids;
 pub mod page;
 pub mod patient;
@@ -12,7 +13,7 @@ pub mod time;
 pub mod user;
 pub mod values;
 
-pub use ids::{AuditId, DoctorId, PatientId, SpecialtyId, UserId};
+pub use ids::{AuditId, DoctorId, PatientId, SpecialtyId, TimeOffId, UserId};
 pub use page::{Page, PageRequest};
 
 use crate::error::FieldError;

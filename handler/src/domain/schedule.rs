@@ -6,7 +6,10 @@
 //! rules for the days the clock jumps:
 //! - a wall-clock start that does not exist (spring forward, e.g. 02:30 in New York) is not
 //!   offered;
-//! - a wall-clock start that happens twice (fall back) is offered once, at its first occurrence.
+//! - a wall-clock start that happens twice (fall back) is offered once, at its first occurrence;
+//! - a slot the clock jumps across (spring forward) is not offered unless it ends exactly at the
+//!   jump (e.g. 01:30–02:00 in New York, which really ends at 03:00): otherwise it would run past
+//!   its wall-clock end, out of its working range and into the next slot.
 //!
 //! A slot lasts its real length (`end = start + length` in UTC), whatever the clock does.
 
@@ -163,11 +166,21 @@ fn grid_for_date<'a>(a: &'a Availability<'a>, date: NaiveDate) -> impl Iterator<
         let mut starts = Vec::new();
         let mut t = date.and_time(range.start);
         let range_end = date.and_time(range.end);
+        let mut resolved = resolve_local(a.zone, t);
         while t + length <= range_end {
-            if let Some(start) = resolve_local(a.zone, t) {
-                starts.push(Slot { start, end: start + length, local_start: t });
+            let next = resolve_local(a.zone, t + length);
+            if let Some(start) = resolved {
+                let end = start + length;
+                // A slot the clock jumps across (spring forward) would run past its wall-clock
+                // end, out of its range and into the next slot: offered only if it ends at the
+                // jump at the latest, i.e. its last instant still reads before `t + length`.
+                // Without a clock change the next start is its end, and that is all it costs.
+                if next == Some(end) || to_local(a.zone, end - Duration::nanoseconds(1)) < t + length {
+                    starts.push(Slot { start, end, local_start: t });
+                }
             }
             t += length;
+            resolved = next;
         }
         starts
     })
@@ -183,6 +196,7 @@ pub fn free_slots(a: &Availability<'_>, window: Interval, now: DateTime<Utc>) ->
     }
     let mut blocked: Vec<Interval> = a.blocked.to_vec();
     blocked.sort_unstable();
+    let blocked = merge_overlapping(blocked);
     // One local day either side covers every zone's offset from UTC.
     let first = earliest.with_timezone(&a.zone).date_naive() - Duration::days(1);
     let last = latest.with_timezone(&a.zone).date_naive() + Duration::days(1);
@@ -209,17 +223,63 @@ pub fn free_slots(a: &Availability<'_>, window: Interval, now: DateTime<Utc>) ->
     slots
 }
 
-/// Whether `interval` overlaps any of `sorted` (sorted by start).
-fn overlaps_any(sorted: &[Interval], interval: &Interval) -> bool {
-    // Only ranges starting before `interval` ends can overlap it.
-    let candidates = sorted.partition_point(|b| b.start < interval.end);
-    sorted[..candidates].iter().rev().any(|b| b.overlaps(interval))
+/// Sorted intervals with the overlapping ones merged: each then starts at or after the previous
+/// one's end.
+fn merge_overlapping(sorted: Vec<Interval>) -> Vec<Interval> {
+    let mut merged: Vec<Interval> = Vec::with_capacity(sorted.len());
+    for b in sorted {
+        match merged.last_mut() {
+            Some(last) if b.start < last.end => last.end = last.end.max(b.end),
+            _ => merged.push(b),
+        }
+    }
+    merged
+}
+
+/// Whether `interval` overlaps any of `merged` (from [`merge_overlapping`]).
+fn overlaps_any(merged: &[Interval], interval: &Interval) -> bool {
+    // Only ranges starting before `interval` ends can overlap it, and of those the last one ends
+    // last: if it does not reach `interval`, none does.
+    let candidates = merged.partition_point(|b| b.start < interval.end);
+    merged[..candidates].last().is_some_and(|b| b.overlaps(interval))
 }
 
 /// The slot that starts exactly at `start`, if it is on the grid and free: what a booking must hit.
 pub fn slot_at(a: &Availability<'_>, start: DateTime<Utc>, now: DateTime<Utc>) -> Option<Slot> {
     let window = Interval { start, end: start + Duration::microseconds(1) };
     free_slots(a, window, now).into_iter().find(|s| s.start == start)
+}
+
+/// The `limit` earliest free slots across several doctors starting inside `window`, in time order
+/// (ties: lower index first), each with the index of its doctor in `doctors`.
+///
+/// Walks the window in chunks of 1 day, then 4, 16, … (splitting a window changes no doctor's
+/// slots), and stops once `limit` slots are found, so a clinic with free time soon computes only
+/// its first day.
+pub fn earliest_across(
+    doctors: &[Availability<'_>],
+    window: Interval,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Vec<(usize, Slot)> {
+    let mut found: Vec<(usize, Slot)> = Vec::new();
+    let mut chunk = Duration::days(1);
+    let mut start = window.start;
+    while found.len() < limit && start < window.end {
+        let end = start.checked_add_signed(chunk).map_or(window.end, |e| e.min(window.end));
+        let part = Interval { start, end };
+        let mut batch: Vec<(usize, Slot)> = doctors
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| free_slots(a, part, now).into_iter().map(move |s| (i, s)))
+            .collect();
+        batch.sort_unstable_by_key(|(i, s)| (s.start, *i));
+        batch.truncate(limit - found.len());
+        found.append(&mut batch);
+        start = end;
+        chunk = chunk.checked_mul(4).unwrap_or(chunk);
+    }
+    found
 }
 
 /// Converts a UTC instant to the doctor's wall clock.
@@ -305,6 +365,25 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_the_clock_jumps_across_is_not_offered() {
+        let zone: Tz = "America/New_York".parse().unwrap();
+        let hours = weekdays(&[(1, 0, 4, 0)]);
+        let a = avail(zone, &hours, rules(45), &[]);
+        let slots = free_slots(&a, day(zone, "2026-03-08"), t(NOW));
+        let locals: Vec<NaiveTime> = slots.iter().map(|s| s.local_start.time()).collect();
+        // 01:45 EST + 45 min is 03:30 EDT: it would overlap 03:15 and end 45 minutes past its
+        // wall-clock end. 02:30 does not exist.
+        assert_eq!(locals, [hm(1, 0), hm(3, 15)]);
+        assert!(slots.windows(2).all(|w| w[0].end <= w[1].start), "no overlapping slots");
+        // The same on a range that ends in the gap: 01:45 would run until 03:30 for hours
+        // ending at 02:30 (really 03:00).
+        let hours = weekdays(&[(1, 0, 2, 30)]);
+        let a = avail(zone, &hours, rules(45), &[]);
+        let slots = free_slots(&a, day(zone, "2026-03-08"), t(NOW));
+        assert_eq!(slots.iter().map(|s| s.local_start.time()).collect::<Vec<_>>(), [hm(1, 0)]);
+    }
+
+    #[test]
     fn fall_back_repeated_hour_is_offered_once() {
         let zone: Tz = "America/New_York".parse().unwrap();
         let hours = weekdays(&[(0, 30, 2, 30)]);
@@ -367,6 +446,48 @@ mod tests {
         assert!(slot_at(&a, t("2026-02-02T08:00:00Z"), t(NOW)).is_some());
         assert!(slot_at(&a, t("2026-02-02T08:15:00Z"), t(NOW)).is_none());
         assert!(slot_at(&a, t("2026-02-02T07:30:00Z"), t(NOW)).is_none(), "before hours");
+    }
+
+    #[test]
+    fn earliest_across_merges_doctors_in_time_order() {
+        let (berlin, new_york): (Tz, Tz) = ("Europe/Berlin".parse().unwrap(), "America/New_York".parse().unwrap());
+        let hours = weekdays(&[(9, 0, 10, 0)]);
+        let mut only_sundays: [Vec<WorkingRange>; 7] = Default::default();
+        only_sundays[6] = vec![WorkingRange { start: hm(9, 0), end: hm(10, 0) }];
+        let sundays = WeeklyHours::new(only_sundays).unwrap();
+        // Berlin's first 09:00 is booked.
+        let booked = [Interval::new(t("2026-02-02T08:00:00Z"), t("2026-02-02T08:30:00Z")).unwrap()];
+        let doctors = [
+            avail(new_york, &hours, rules(30), &[]),
+            avail(berlin, &hours, rules(30), &booked),
+            avail(berlin, &hours, rules(30), &[]),
+            avail(berlin, &sundays, rules(30), &[]),
+        ];
+        let window = Interval::new(t("2026-02-02T00:00:00Z"), t("2026-02-16T00:00:00Z")).unwrap();
+        let now = t(NOW);
+        let first: Vec<(usize, String)> = earliest_across(&doctors, window, now, 4)
+            .into_iter()
+            .map(|(i, s)| (i, s.start.format("%d %H:%M").to_string()))
+            .collect();
+        // Berlin 09:00 = 08:00Z (ties by index), 09:30 = 08:30Z; New York 09:00 = 14:00Z.
+        assert_eq!(
+            first,
+            [(2, "02 08:00".into()), (1, "02 08:30".into()), (2, "02 08:30".into()), (0, "02 14:00".into())]
+        );
+        // Any limit gives the prefix of the full merge, across the growing chunks.
+        let mut all: Vec<(usize, Slot)> = doctors
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| free_slots(a, window, now).into_iter().map(move |s| (i, s)))
+            .collect();
+        all.sort_by_key(|(i, s)| (s.start, *i));
+        for limit in [0, 1, 7, 40, 1000] {
+            assert_eq!(earliest_across(&doctors, window, now, limit), all[..limit.min(all.len())], "{limit}");
+        }
+        // Only the Sunday doctor is free: the search walks past empty chunks to 2026-02-08.
+        let late = earliest_across(&doctors[3..], window, now, 1);
+        assert_eq!(late[0].1.start, t("2026-02-08T08:00:00Z"));
+        assert!(earliest_across(&[], window, now, 5).is_empty());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! UTC instants as the store writes them: fixed-width RFC 3339 text with microseconds, so text
 //! order is time order in SQLite and the value reads back exactly.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
 
 const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
@@ -8,6 +10,28 @@ const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 /// Now, truncated to the microseconds both stores keep.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// The time the API reasons about (slot notice and horizon). The system clock, unless pinned:
+/// tests pin it to check rules that depend on "now" (DST dates, notice, horizon) on any day.
+#[derive(Debug, Default)]
+pub struct Clock {
+    /// Microseconds since the epoch; 0 means "not pinned".
+    pinned_micros: AtomicI64,
+}
+
+impl Clock {
+    pub fn now(&self) -> DateTime<Utc> {
+        match self.pinned_micros.load(Ordering::Relaxed) {
+            0 => now(),
+            micros => DateTime::from_timestamp_micros(micros).unwrap_or_else(now),
+        }
+    }
+
+    /// Fixes "now" at `t` until pinned again (for tests and demos of far-off dates).
+    pub fn pin(&self, t: DateTime<Utc>) {
+        self.pinned_micros.store(t.timestamp_micros(), Ordering::Relaxed);
+    }
 }
 
 pub fn to_db_text(t: DateTime<Utc>) -> String {

@@ -12,11 +12,13 @@ use async_trait::async_trait;
 use crate::config::DatabaseSettings;
 use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
+use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use crate::domain::schedule::Interval;
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
-use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, UserId};
+use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -97,6 +99,9 @@ pub struct AuditFilter {
 /// Optimistic concurrency for updates: `Some(v)` means "only if the row is still at version v".
 pub type ExpectedVersion = Option<i64>;
 
+/// At most this many time-off rows come back for one doctor and window (a year of daily entries).
+pub const TIME_OFF_LIST_LIMIT: i64 = 500;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `mssql`, for health reports.
@@ -150,6 +155,44 @@ pub trait Store: Send + Sync + 'static {
         expected: ExpectedVersion,
         audit: AuditEntry,
     ) -> Result<Patient, StoreError>;
+
+    /// A doctor's schedule; `NotFound` if the doctor has none (or does not exist).
+    async fn get_schedule(&self, doctor: DoctorId) -> Result<StoredSchedule, StoreError>;
+    /// Sets a doctor's schedule, compare-and-swap on its version: with `expected = None` it
+    /// creates the first schedule (and is `StaleVersion` if one exists already); with `Some(v)`
+    /// it replaces version `v` (`StaleVersion` if the schedule is at another version or does not
+    /// exist). `NotFound` if the doctor does not exist.
+    async fn put_schedule(
+        &self,
+        doctor: DoctorId,
+        schedule: Schedule,
+        expected: ExpectedVersion,
+    ) -> Result<StoredSchedule, StoreError>;
+    /// Adds time off for a doctor; `NotFound` if the doctor does not exist.
+    async fn add_time_off(&self, doctor: DoctorId, new: NewTimeOff) -> Result<TimeOff, StoreError>;
+    /// Deletes one of this doctor's time-off entries (the doctor id is part of the match, so
+    /// another doctor's entry is `NotFound`).
+    async fn delete_time_off(&self, doctor: DoctorId, id: TimeOffId) -> Result<(), StoreError>;
+    /// This doctor's time off overlapping `window`, by start then id, at most
+    /// [`TIME_OFF_LIST_LIMIT`] rows.
+    async fn list_time_off(&self, doctor: DoctorId, window: Interval) -> Result<Vec<TimeOff>, StoreError>;
+    /// Everything a clinic-wide slot search needs, in two queries whatever the number of
+    /// doctors: every active doctor of the specialty that has a schedule (in id order), with
+    /// their time off overlapping `window`.
+    async fn specialty_calendars(
+        &self,
+        specialty: SpecialtyId,
+        window: Interval,
+    ) -> Result<Vec<DoctorCalendar>, StoreError>;
+    /// THE HOOK FOR BOOKING: the blocked ranges (appointment or hold plus its buffers, in UTC)
+    /// of these doctors' occupying appointments and live holds that overlap `window`, so slot
+    /// searches leave them out. Returns an empty list until the appointments and holds tables
+    /// exist; the booking work fills it in in both stores (one query for all the doctors).
+    async fn blocked_intervals(
+        &self,
+        doctors: &[DoctorId],
+        window: Interval,
+    ) -> Result<Vec<(DoctorId, Interval)>, StoreError>;
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError>;
     async fn get_user(&self, id: UserId) -> Result<User, StoreError>;

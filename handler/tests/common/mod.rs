@@ -11,11 +11,13 @@ use async_trait::async_trait;
 use handler::config::Settings;
 use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
+use handler::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
 use handler::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use handler::domain::schedule::Interval;
 use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
-use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, UserId};
+use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId};
 use handler::startup::{AppState, Application};
 use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -401,6 +403,27 @@ impl Store for DownStore {
         _: ExpectedVersion,
         _: AuditEntry,
     ) -> Result<Patient, StoreError> {
+        self.fail()
+    }
+    async fn get_schedule(&self, _: DoctorId) -> Result<StoredSchedule, StoreError> {
+        self.fail()
+    }
+    async fn put_schedule(&self, _: DoctorId, _: Schedule, _: ExpectedVersion) -> Result<StoredSchedule, StoreError> {
+        self.fail()
+    }
+    async fn add_time_off(&self, _: DoctorId, _: NewTimeOff) -> Result<TimeOff, StoreError> {
+        self.fail()
+    }
+    async fn delete_time_off(&self, _: DoctorId, _: TimeOffId) -> Result<(), StoreError> {
+        self.fail()
+    }
+    async fn list_time_off(&self, _: DoctorId, _: Interval) -> Result<Vec<TimeOff>, StoreError> {
+        self.fail()
+    }
+    async fn specialty_calendars(&self, _: SpecialtyId, _: Interval) -> Result<Vec<DoctorCalendar>, StoreError> {
+        self.fail()
+    }
+    async fn blocked_intervals(&self, _: &[DoctorId], _: Interval) -> Result<Vec<(DoctorId, Interval)>, StoreError> {
         self.fail()
     }
     async fn user_by_subject(&self, _: &Subject) -> Result<Option<User>, StoreError> {

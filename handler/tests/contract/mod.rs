@@ -9,13 +9,17 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use handler::domain::audit::{Action, Entry, GENESIS, Outcome, Verifier};
 use handler::domain::doctor::{DoctorChanges, DoctorFilter, NewDoctor};
+use handler::domain::doctor_schedule::{
+    AppointmentTypeInput, NewTimeOff, RangeInput, Schedule, ScheduleInput, TimeOffReason,
+};
 use handler::domain::patient::{NewPatient, PatientChanges, PatientFilter};
+use handler::domain::schedule::Interval;
 use handler::domain::specialty::{NewSpecialty, SpecialtyChanges};
 use handler::domain::user::{Membership, Role, Subject};
 use handler::domain::values::{
     EmailAddress, Gender, LongText, PersonName, Phone, SpecialtyCode, TimeZone, Title, Username, parse_search,
 };
-use handler::domain::{Change, DoctorId, PageRequest, PatientId, SpecialtyId, time};
+use handler::domain::{Change, DoctorId, FieldCheck, PageRequest, PatientId, SpecialtyId, time};
 use handler::store::{AuditFilter, PatientScope, Store, StoreError};
 
 const ALL: PatientScope = PatientScope::All;
@@ -548,6 +552,164 @@ pub async fn ping_works(store: Arc<dyn Store>) {
     assert!(["sqlite", "mssql"].contains(&store.provider()));
 }
 
+// ---------------------------------------------------------------- schedules and time off
+
+pub fn schedule_input(minutes: i64) -> ScheduleInput {
+    let day = vec![
+        RangeInput { start: "09:00".into(), end: "12:00".into() },
+        RangeInput { start: "13:00".into(), end: "17:00".into() },
+    ];
+    ScheduleInput {
+        weekly_hours: ["mon", "tue", "wed", "thu", "fri"].iter().map(|d| ((*d).to_owned(), day.clone())).collect(),
+        appointment_types: vec![
+            AppointmentTypeInput { code: "consult".into(), name: "Consultation".into(), minutes },
+            AppointmentTypeInput { code: "follow-up".into(), name: "Follow-up".into(), minutes: 15 },
+        ],
+        buffer_before_minutes: 5,
+        buffer_after_minutes: 10,
+        min_notice_minutes: 120,
+        horizon_days: 60,
+    }
+}
+
+pub fn schedule(minutes: i64) -> Schedule {
+    let mut check = FieldCheck::new();
+    Schedule::parse(&mut check, &schedule_input(minutes)).unwrap()
+}
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn span(a: &str, b: &str) -> Interval {
+    Interval::new(at(a), at(b)).unwrap()
+}
+
+fn off(a: &str, b: &str, reason: TimeOffReason) -> NewTimeOff {
+    NewTimeOff { range: span(a, b), reason }
+}
+
+pub async fn schedule_put_is_compare_and_swap(store: Arc<dyn Store>) {
+    let s = store.create_specialty(specialty("sched")).await.unwrap();
+    let d = store.create_doctor(doctor("Dr Sched", s.id, "sched@clinic.example")).await.unwrap();
+    assert!(matches!(store.get_schedule(d.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.put_schedule(d.id, schedule(30), Some(1)).await, Err(StoreError::StaleVersion)));
+    let first = store.put_schedule(d.id, schedule(30), None).await.unwrap();
+    assert_eq!(first.version, 1);
+    assert_eq!(first.doctor_id, d.id);
+    assert_eq!(first.schedule, schedule(30));
+    assert_eq!(store.get_schedule(d.id).await.unwrap(), first);
+    // A second "first" put, and a put at an old version, are both stale.
+    assert!(matches!(store.put_schedule(d.id, schedule(45), None).await, Err(StoreError::StaleVersion)));
+    let second = store.put_schedule(d.id, schedule(45), Some(1)).await.unwrap();
+    assert_eq!(second.version, 2);
+    assert_eq!(second.schedule.appointment_type(None).unwrap().minutes, 45);
+    assert!(second.updated_at >= first.updated_at);
+    assert!(matches!(store.put_schedule(d.id, schedule(20), Some(1)).await, Err(StoreError::StaleVersion)));
+    assert_eq!(store.get_schedule(d.id).await.unwrap(), second);
+    let missing = DoctorId::new(d.id.get() + 1000).unwrap();
+    assert!(matches!(store.put_schedule(missing, schedule(30), None).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.get_schedule(missing).await, Err(StoreError::NotFound)));
+}
+
+pub async fn concurrent_first_schedules_one_wins(store: Arc<dyn Store>) {
+    let s = store.create_specialty(specialty("race")).await.unwrap();
+    let d = store.create_doctor(doctor("Dr Race", s.id, "race@clinic.example")).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_schedule(d.id, schedule(20 + i), None).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::StaleVersion) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(store.get_schedule(d.id).await.unwrap().version, 1);
+}
+
+pub async fn time_off_is_per_doctor(store: Arc<dyn Store>) {
+    let s = store.create_specialty(specialty("away")).await.unwrap();
+    let a = store.create_doctor(doctor("Dr A", s.id, "a@clinic.example")).await.unwrap();
+    let b = store.create_doctor(doctor("Dr B", s.id, "b@clinic.example")).await.unwrap();
+    let july = store
+        .add_time_off(a.id, off("2026-07-01T00:00:00Z", "2026-07-15T00:00:00Z", TimeOffReason::Vacation))
+        .await
+        .unwrap();
+    assert_eq!(july.doctor_id, a.id);
+    assert_eq!(july.starts_at, at("2026-07-01T00:00:00Z"));
+    assert_eq!(july.reason, TimeOffReason::Vacation);
+    let june = store
+        .add_time_off(a.id, off("2026-06-20T08:00:00Z", "2026-06-20T12:30:00Z", TimeOffReason::Training))
+        .await
+        .unwrap();
+    let other = store
+        .add_time_off(b.id, off("2026-07-02T00:00:00Z", "2026-07-03T00:00:00Z", TimeOffReason::Sick))
+        .await
+        .unwrap();
+    let listed = store.list_time_off(a.id, span("2026-06-01T00:00:00Z", "2026-08-01T00:00:00Z")).await.unwrap();
+    assert_eq!(listed, vec![june.clone(), july.clone()], "by start, and only doctor A's");
+    // Overlap, not containment: a window inside the vacation finds it; one ending at its start does not.
+    let inside = store.list_time_off(a.id, span("2026-07-05T00:00:00Z", "2026-07-06T00:00:00Z")).await.unwrap();
+    assert_eq!(inside, vec![july.clone()]);
+    let before = store.list_time_off(a.id, span("2026-06-25T00:00:00Z", "2026-07-01T00:00:00Z")).await.unwrap();
+    assert!(before.is_empty());
+    // Another doctor's entry cannot be deleted through this doctor.
+    assert!(matches!(store.delete_time_off(a.id, other.id).await, Err(StoreError::NotFound)));
+    store.delete_time_off(a.id, july.id).await.unwrap();
+    assert!(matches!(store.delete_time_off(a.id, july.id).await, Err(StoreError::NotFound)));
+    let listed = store.list_time_off(a.id, span("2026-06-01T00:00:00Z", "2026-08-01T00:00:00Z")).await.unwrap();
+    assert_eq!(listed, vec![june]);
+    assert_eq!(
+        store.list_time_off(b.id, span("2026-06-01T00:00:00Z", "2026-08-01T00:00:00Z")).await.unwrap(),
+        vec![other]
+    );
+    let missing = DoctorId::new(b.id.get() + 1000).unwrap();
+    assert!(matches!(
+        store.add_time_off(missing, off("2026-07-01T00:00:00Z", "2026-07-02T00:00:00Z", TimeOffReason::Other)).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn specialty_calendars_gather_active_doctors(store: Arc<dyn Store>) {
+    let s = store.create_specialty(specialty("search")).await.unwrap();
+    let elsewhere = store.create_specialty(specialty("elsewhere")).await.unwrap();
+    let a = store.create_doctor(doctor("Dr A", s.id, "ca@clinic.example")).await.unwrap();
+    let b = store.create_doctor(doctor("Dr B", s.id, "cb@clinic.example")).await.unwrap();
+    let no_schedule = store.create_doctor(doctor("Dr C", s.id, "cc@clinic.example")).await.unwrap();
+    let inactive = store.create_doctor(doctor("Dr D", s.id, "cd@clinic.example")).await.unwrap();
+    let other = store.create_doctor(doctor("Dr E", elsewhere.id, "ce@clinic.example")).await.unwrap();
+    for d in [a.id, b.id, inactive.id, other.id] {
+        store.put_schedule(d, schedule(30), None).await.unwrap();
+    }
+    store.update_doctor(inactive.id, DoctorChanges { active: Some(false), ..Default::default() }, None).await.unwrap();
+    let window = span("2026-07-01T00:00:00Z", "2026-07-08T00:00:00Z");
+    store.add_time_off(b.id, off("2026-07-02T00:00:00Z", "2026-07-03T00:00:00Z", TimeOffReason::Sick)).await.unwrap();
+    store.add_time_off(b.id, off("2026-07-20T00:00:00Z", "2026-07-21T00:00:00Z", TimeOffReason::Sick)).await.unwrap();
+    store
+        .add_time_off(inactive.id, off("2026-07-02T00:00:00Z", "2026-07-03T00:00:00Z", TimeOffReason::Sick))
+        .await
+        .unwrap();
+    store
+        .add_time_off(other.id, off("2026-07-02T00:00:00Z", "2026-07-03T00:00:00Z", TimeOffReason::Sick))
+        .await
+        .unwrap();
+    let calendars = store.specialty_calendars(s.id, window).await.unwrap();
+    let ids: Vec<DoctorId> = calendars.iter().map(|c| c.doctor.id).collect();
+    assert_eq!(ids, vec![a.id, b.id], "active, with a schedule, this specialty, in id order");
+    assert_eq!(calendars[0].doctor, store.get_doctor(a.id).await.unwrap());
+    assert_eq!(calendars[0].schedule, store.get_schedule(a.id).await.unwrap());
+    assert!(calendars[0].time_off.is_empty());
+    assert_eq!(calendars[1].time_off, vec![span("2026-07-02T00:00:00Z", "2026-07-03T00:00:00Z")], "only the window's");
+    assert!(store.blocked_intervals(&ids, window).await.unwrap().is_empty(), "no appointments exist yet");
+    let _ = no_schedule;
+}
+
 /// One `#[tokio::test]` per contract case for the store made by `$factory`
 /// (an async fn returning `Option<Arc<dyn Store>>`; `None` skips).
 #[macro_export]
@@ -559,7 +721,8 @@ macro_rules! contract_tests {
             patient_round_trip, patient_unique_username_and_email, patient_search_and_paging,
             concurrent_updates_compare_and_swap, patient_scopes_filter_in_the_query,
             register_links_user_and_audits, users_roles_and_sign_ins, audit_chain_appends_and_verifies,
-            concurrent_audit_appends_keep_one_chain, ping_works);
+            concurrent_audit_appends_keep_one_chain, ping_works, schedule_put_is_compare_and_swap,
+            concurrent_first_schedules_one_wins, time_off_is_per_doctor, specialty_calendars_gather_active_doctors);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(

@@ -9,7 +9,7 @@ use crate::domain::values::{EmailAddress, LongText, PersonName, TimeZone, search
 use crate::domain::{DoctorId, Page, PageRequest, SpecialtyId, time};
 use crate::store::{ExpectedVersion, StoreError};
 
-fn from_row(r: &Row) -> Result<Doctor, StoreError> {
+pub(super) fn from_row(r: &Row) -> Result<Doctor, StoreError> {
     Ok(Doctor {
         id: rows::id(r, 0, DoctorId::new)?,
         name: PersonName::from_trusted(rows::text(r, 1)?),

@@ -18,6 +18,7 @@ const UNIQUE_FIELDS: &[(&str, &str)] = &[
     ("ux_users_subject", "subject"),
     ("ux_users_patient", "patientId"),
     ("ux_users_doctor", "doctorId"),
+    ("pk_doctor_schedules", "doctorId"),
 ];
 
 /// The audit chain's "one successor per row" key. A violation is not a duplicate the caller

@@ -158,6 +158,61 @@ OUTPUT inserted.id INTO @u (id)
 WHERE id = @P2;
 SELECT COUNT_BIG(*) AS changed FROM @u;";
 
+// --- doctor_schedules, doctor_time_off ------------------------------------------------------
+
+pub const SCHEDULE_GET: &str = "SELECT doctor_id, weekly_hours, appointment_types, buffer_before_minutes,
+       buffer_after_minutes, min_notice_minutes, horizon_days, updated_at, version
+FROM dbo.doctor_schedules WHERE doctor_id = @P1;";
+/// Read before a put. On SQL Server the key-range lock makes two first puts for one doctor
+/// queue here; the primary key (a second insert fails) and the version check are the guards.
+pub const SCHEDULE_GET_FOR_UPDATE: &str = "SELECT doctor_id, weekly_hours, appointment_types, buffer_before_minutes,
+       buffer_after_minutes, min_notice_minutes, horizon_days, updated_at, version
+FROM dbo.doctor_schedules WITH (UPDLOCK, HOLDLOCK) WHERE doctor_id = @P1;";
+pub const SCHEDULE_INSERT: &str = "DECLARE @t TABLE (doctor_id BIGINT NOT NULL);
+INSERT INTO dbo.doctor_schedules (doctor_id, weekly_hours, appointment_types, buffer_before_minutes,
+                                  buffer_after_minutes, min_notice_minutes, horizon_days, updated_at, version)
+OUTPUT inserted.doctor_id INTO @t (doctor_id)
+VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, 1);
+SELECT COUNT_BIG(*) AS changed FROM @t;";
+pub const SCHEDULE_UPDATE: &str = "DECLARE @u TABLE (doctor_id BIGINT NOT NULL);
+UPDATE dbo.doctor_schedules
+SET weekly_hours = @P2, appointment_types = @P3, buffer_before_minutes = @P4, buffer_after_minutes = @P5,
+    min_notice_minutes = @P6, horizon_days = @P7, updated_at = @P8, version = version + 1
+OUTPUT inserted.doctor_id INTO @u (doctor_id)
+WHERE doctor_id = @P1 AND version = @P9;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+pub const TIME_OFF_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
+INSERT INTO dbo.doctor_time_off (doctor_id, starts_at, ends_at, reason, created_at)
+OUTPUT inserted.id INTO @t (id)
+VALUES (@P1, @P2, @P3, @P4, @P5);
+SELECT id FROM @t;";
+pub const TIME_OFF_GET: &str = "SELECT id, doctor_id, starts_at, ends_at, reason, created_at
+FROM dbo.doctor_time_off WHERE id = @P1;";
+/// The doctor id is part of the match: another doctor's entry is simply not found.
+pub const TIME_OFF_DELETE: &str = "DECLARE @d TABLE (id BIGINT NOT NULL);
+DELETE FROM dbo.doctor_time_off
+OUTPUT deleted.id INTO @d (id)
+WHERE id = @P1 AND doctor_id = @P2;
+SELECT COUNT_BIG(*) AS changed FROM @d;";
+/// Entries overlapping [@P3, @P2), by start; at most @P4 rows.
+pub const TIME_OFF_LIST: &str = "SELECT TOP (@P4) id, doctor_id, starts_at, ends_at, reason, created_at
+FROM dbo.doctor_time_off
+WHERE doctor_id = @P1 AND starts_at < @P2 AND ends_at > @P3
+ORDER BY starts_at, id;";
+/// The clinic-wide search, query one of two: active doctors of a specialty with their schedules.
+pub const SPECIALTY_SCHEDULES: &str =
+    "SELECT d.id, d.name, d.specialty_id, d.email, d.time_zone, d.bio, d.active, d.created_at, d.updated_at,
+       d.version, s.doctor_id, s.weekly_hours, s.appointment_types, s.buffer_before_minutes,
+       s.buffer_after_minutes, s.min_notice_minutes, s.horizon_days, s.updated_at, s.version
+FROM dbo.doctors d JOIN dbo.doctor_schedules s ON s.doctor_id = d.id
+WHERE d.specialty_id = @P1 AND d.active = 1
+ORDER BY d.id;";
+/// Query two of two: all those doctors' time off overlapping [@P3, @P2).
+pub const SPECIALTY_TIME_OFF: &str = "SELECT t.doctor_id, t.starts_at, t.ends_at
+FROM dbo.doctor_time_off t JOIN dbo.doctors d ON d.id = t.doctor_id
+WHERE d.specialty_id = @P1 AND d.active = 1 AND t.starts_at < @P2 AND t.ends_at > @P3
+ORDER BY t.doctor_id, t.starts_at;";
+
 // --- audit_events -------------------------------------------------------------------------
 
 /// The chain's tail. On SQL Server the hints make concurrent appenders queue here until the
@@ -215,6 +270,16 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("USER_LIST", USER_LIST),
     ("USER_UPDATE", USER_UPDATE),
     ("USER_SIGN_IN", USER_SIGN_IN),
+    ("SCHEDULE_GET", SCHEDULE_GET),
+    ("SCHEDULE_GET_FOR_UPDATE", SCHEDULE_GET_FOR_UPDATE),
+    ("SCHEDULE_INSERT", SCHEDULE_INSERT),
+    ("SCHEDULE_UPDATE", SCHEDULE_UPDATE),
+    ("TIME_OFF_INSERT", TIME_OFF_INSERT),
+    ("TIME_OFF_GET", TIME_OFF_GET),
+    ("TIME_OFF_DELETE", TIME_OFF_DELETE),
+    ("TIME_OFF_LIST", TIME_OFF_LIST),
+    ("SPECIALTY_SCHEDULES", SPECIALTY_SCHEDULES),
+    ("SPECIALTY_TIME_OFF", SPECIALTY_TIME_OFF),
     ("AUDIT_LAST_HASH", AUDIT_LAST_HASH),
     ("AUDIT_INSERT", AUDIT_INSERT),
     ("AUDIT_LIST", AUDIT_LIST),

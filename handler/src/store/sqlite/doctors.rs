@@ -9,7 +9,7 @@ use crate::store::{ExpectedVersion, StoreError};
 const SELECT: &str = "SELECT id, name, specialty_id, email, time_zone, bio, active, created_at, updated_at, version
                       FROM doctors";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Doctor> {
+pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<Doctor> {
     Ok(Doctor {
         id: rows::id(r, 0, DoctorId::new)?,
         name: PersonName::from_trusted(r.get(1)?),

@@ -13,6 +13,7 @@ const UNIQUE_FIELDS: &[(&str, &str)] = &[
     ("users.subject", "subject"),
     ("users.patient_id", "patientId"),
     ("users.doctor_id", "doctorId"),
+    ("doctor_schedules.doctor_id", "doctorId"),
 ];
 
 pub fn map_error(e: rusqlite::Error) -> StoreError {

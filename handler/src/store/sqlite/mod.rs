@@ -12,6 +12,7 @@ mod errors;
 mod migrate;
 mod patients;
 mod rows;
+mod schedules;
 mod specialties;
 mod users;
 
@@ -26,11 +27,13 @@ use tokio::sync::{Mutex, Semaphore};
 use super::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
 use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
+use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use crate::domain::schedule::Interval;
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
-use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, UserId};
+use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId};
 pub use errors::map_error;
 
 const READERS: usize = 4;
@@ -232,6 +235,55 @@ impl Store for SqliteStore {
         audit: AuditEntry,
     ) -> Result<Patient, StoreError> {
         self.write(move |tx| patients::update(tx, id, scope, changes, expected, audit)).await
+    }
+
+    async fn get_schedule(&self, doctor: DoctorId) -> Result<StoredSchedule, StoreError> {
+        self.read(move |c| schedules::get(c, doctor)).await
+    }
+
+    async fn put_schedule(
+        &self,
+        doctor: DoctorId,
+        schedule: Schedule,
+        expected: ExpectedVersion,
+    ) -> Result<StoredSchedule, StoreError> {
+        self.write(move |tx| schedules::put(tx, doctor, &schedule, expected)).await
+    }
+
+    async fn add_time_off(&self, doctor: DoctorId, new: NewTimeOff) -> Result<TimeOff, StoreError> {
+        self.write(move |tx| schedules::add_time_off(tx, doctor, new)).await
+    }
+
+    async fn delete_time_off(&self, doctor: DoctorId, id: TimeOffId) -> Result<(), StoreError> {
+        self.write(move |tx| schedules::delete_time_off(tx, doctor, id)).await
+    }
+
+    async fn list_time_off(&self, doctor: DoctorId, window: Interval) -> Result<Vec<TimeOff>, StoreError> {
+        self.read(move |c| schedules::list_time_off(c, doctor, window)).await
+    }
+
+    async fn specialty_calendars(
+        &self,
+        specialty: SpecialtyId,
+        window: Interval,
+    ) -> Result<Vec<DoctorCalendar>, StoreError> {
+        // One read transaction, so the schedules and the time off are one snapshot.
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(map_error)?;
+            let calendars = schedules::specialty_calendars(&tx, specialty, window)?;
+            tx.finish().map_err(map_error)?;
+            Ok(calendars)
+        })
+        .await
+    }
+
+    async fn blocked_intervals(
+        &self,
+        _doctors: &[DoctorId],
+        _window: Interval,
+    ) -> Result<Vec<(DoctorId, Interval)>, StoreError> {
+        // No appointments or holds exist yet; booking adds the query here and in the mssql store.
+        Ok(Vec::new())
     }
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {

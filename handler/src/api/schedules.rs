@@ -1,0 +1,398 @@
+//! Doctors' schedules, time off and free slots (one doctor's, and the earliest across a
+//! specialty). Booking, holds and appointments come later: their blocked ranges reach the slot
+//! search through `Store::blocked_intervals`, which is empty until then.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{ValidJson, ValidQuery, path_id};
+use super::input;
+use crate::auth::access::{Caller, require_doctor_self_or_staff};
+use crate::domain::doctor::Doctor;
+use crate::domain::doctor_schedule::{
+    AppointmentType, AppointmentTypeInput, MAX_TYPE_MINUTES, NewTimeOff, RangeInput, Schedule, ScheduleInput, SlotView,
+    StoredSchedule, TimeOff, free_slot_views, parse_instant,
+};
+use crate::domain::schedule::Interval;
+use crate::domain::values::{TimeZone, ValueError};
+use crate::domain::{DoctorId, FieldCheck, SpecialtyId, TimeOffId};
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::store::StoreError;
+
+/// The widest window one slot search may cover.
+pub const MAX_SLOT_WINDOW_DAYS: i64 = 31;
+/// Without `from`/`to`: the next week.
+const DEFAULT_SLOT_WINDOW_DAYS: i64 = 7;
+const MAX_TIME_OFF_WINDOW_DAYS: i64 = 366;
+const DEFAULT_TIME_OFF_WINDOW_DAYS: i64 = 90;
+const DEFAULT_SEARCH_LIMIT: usize = 20;
+const MAX_SEARCH_LIMIT: usize = 100;
+/// Blocked ranges and time off are fetched this far around a window, so a slot starting near
+/// its edge still sees a booking or buffer that begins or ends just outside it.
+const MARGIN: Duration = Duration::hours(12);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutSchedule {
+    /// Optional: if sent, it must be the doctor's zone (a guard against hours entered for
+    /// another zone). The zone itself is changed on the doctor.
+    time_zone: Option<String>,
+    weekly_hours: BTreeMap<String, Vec<RangeInput>>,
+    appointment_types: Vec<AppointmentTypeInput>,
+    #[serde(default)]
+    buffer_before_minutes: i64,
+    #[serde(default)]
+    buffer_after_minutes: i64,
+    #[serde(default)]
+    min_notice_minutes: i64,
+    horizon_days: i64,
+    version: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScheduleBody<'a> {
+    doctor_id: DoctorId,
+    time_zone: &'static str,
+    weekly_hours: BTreeMap<&'static str, Vec<RangeInput>>,
+    appointment_types: &'a [AppointmentType],
+    buffer_before_minutes: i64,
+    buffer_after_minutes: i64,
+    min_notice_minutes: i64,
+    horizon_days: i64,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+fn schedule_body<'a>(doctor: &Doctor, stored: &'a StoredSchedule) -> ScheduleBody<'a> {
+    let s = &stored.schedule;
+    ScheduleBody {
+        doctor_id: doctor.id,
+        time_zone: doctor.time_zone.name(),
+        weekly_hours: s.weekly_hours_view(),
+        appointment_types: s.types(),
+        buffer_before_minutes: s.buffer_before_minutes,
+        buffer_after_minutes: s.buffer_after_minutes,
+        min_notice_minutes: s.min_notice_minutes,
+        horizon_days: s.horizon_days,
+        updated_at: stored.updated_at,
+        version: stored.version,
+    }
+}
+
+pub async fn get_schedule(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&req, DoctorId::parse)?;
+    let doctor = state.store.get_doctor(id).await?;
+    let stored = state.store.get_schedule(id).await?;
+    Ok(HttpResponse::Ok().json(schedule_body(&doctor, &stored)))
+}
+
+pub async fn put_schedule(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    ValidJson(body): ValidJson<PutSchedule>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&req, DoctorId::parse)?;
+    require_doctor_self_or_staff(&caller, id)?;
+    let doctor = state.store.get_doctor(id).await?;
+    let mut check = FieldCheck::new();
+    if let Some(raw) = body.time_zone.as_deref()
+        && let Some(zone) = check.check("timeZone", TimeZone::parse(raw))
+        && zone != doctor.time_zone
+    {
+        check.fail("timeZone", "must be the doctor's time zone (change the zone on the doctor itself)");
+    }
+    let input = ScheduleInput {
+        weekly_hours: body.weekly_hours,
+        appointment_types: body.appointment_types,
+        buffer_before_minutes: body.buffer_before_minutes,
+        buffer_after_minutes: body.buffer_after_minutes,
+        min_notice_minutes: body.min_notice_minutes,
+        horizon_days: body.horizon_days,
+    };
+    let schedule = Schedule::parse(&mut check, &input);
+    let version = input::version(&mut check, body.version);
+    let schedule = input::finish(check, || schedule)?;
+    let stored = state.store.put_schedule(id, schedule, version).await?;
+    let answer = schedule_body(&doctor, &stored);
+    Ok(if version.is_none() {
+        input::created(format!("/api/doctors/{id}/schedule"), &answer)
+    } else {
+        HttpResponse::Ok().json(answer)
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `from`/`to` (RFC 3339), `to` after `from` and at most `max_days` later; defaults: from now,
+/// `default_days` long.
+fn window(
+    check: &mut FieldCheck,
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+    default_days: i64,
+    max_days: i64,
+) -> Option<Interval> {
+    let from = check.check_opt("from", from, parse_instant)?.unwrap_or(now);
+    let to = check.check_opt("to", to, parse_instant)?.unwrap_or(from + Duration::days(default_days));
+    if to <= from {
+        check.fail("to", "must be after from");
+        return None;
+    }
+    if to - from > Duration::days(max_days) {
+        check.fail("to", format!("must be at most {max_days} days after from"));
+        return None;
+    }
+    Some(Interval { start: from, end: to })
+}
+
+pub async fn list_time_off(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    ValidQuery(q): ValidQuery<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&req, DoctorId::parse)?;
+    let mut check = FieldCheck::new();
+    let now = state.clock.now();
+    let range = window(
+        &mut check,
+        q.from.as_deref(),
+        q.to.as_deref(),
+        now,
+        DEFAULT_TIME_OFF_WINDOW_DAYS,
+        MAX_TIME_OFF_WINDOW_DAYS,
+    );
+    let range = input::finish(check, || range)?;
+    state.store.get_doctor(id).await?;
+    let entries = state.store.list_time_off(id, range).await?;
+    // When a doctor is away is public (their slots show it anyway); why is the clinic's business.
+    let see_reasons = require_doctor_self_or_staff(&caller, id).is_ok();
+    let items: Vec<serde_json::Value> = entries
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            if !see_reasons && let Some(map) = v.as_object_mut() {
+                map.insert("reason".into(), serde_json::Value::Null);
+            }
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddTimeOff {
+    starts_at: String,
+    ends_at: String,
+    reason: String,
+}
+
+pub async fn add_time_off(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    ValidJson(body): ValidJson<AddTimeOff>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&req, DoctorId::parse)?;
+    require_doctor_self_or_staff(&caller, id)?;
+    let mut check = FieldCheck::new();
+    let new = NewTimeOff::parse(&mut check, &body.starts_at, &body.ends_at, &body.reason);
+    let new = input::finish(check, || new)?;
+    let entry = state.store.add_time_off(id, new).await?;
+    Ok(input::created(format!("/api/doctors/{id}/time-off/{}", entry.id), &entry))
+}
+
+pub async fn delete_time_off(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&req, DoctorId::parse)?;
+    require_doctor_self_or_staff(&caller, id)?;
+    let off = req.match_info().get("offId").and_then(TimeOffId::parse).ok_or(ApiError::NotFound)?;
+    state.store.delete_time_off(id, off).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(rename = "type")]
+    appointment_type: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DoctorSlots<'a> {
+    doctor_id: DoctorId,
+    time_zone: &'static str,
+    appointment_type: Option<&'a AppointmentType>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    items: Vec<SlotView>,
+}
+
+/// The window around `w` to fetch time off and blocked ranges for.
+fn widened(w: Interval) -> Interval {
+    Interval { start: w.start - MARGIN, end: w.end + MARGIN + Duration::minutes(MAX_TYPE_MINUTES) }
+}
+
+pub async fn doctor_slots(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ValidQuery(q): ValidQuery<SlotsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&req, DoctorId::parse)?;
+    let now = state.clock.now();
+    let mut check = FieldCheck::new();
+    let range =
+        window(&mut check, q.from.as_deref(), q.to.as_deref(), now, DEFAULT_SLOT_WINDOW_DAYS, MAX_SLOT_WINDOW_DAYS);
+    let range = input::finish(check, || range)?;
+    let doctor = state.store.get_doctor(id).await?;
+    let stored = match state.store.get_schedule(id).await {
+        Ok(s) => Some(s),
+        // No schedule yet: no working hours, so no slots.
+        Err(StoreError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let zone = doctor.time_zone.tz();
+    let mut answer = DoctorSlots {
+        doctor_id: id,
+        time_zone: zone.name(),
+        appointment_type: None,
+        from: range.start,
+        to: range.end,
+        items: Vec::new(),
+    };
+    let Some(stored) = stored.as_ref() else {
+        if q.appointment_type.is_some() {
+            return Err(ApiError::invalid("type", "is not an appointment type of this doctor"));
+        }
+        return Ok(HttpResponse::Ok().json(answer));
+    };
+    let Some(kind) = stored.schedule.appointment_type(q.appointment_type.as_deref()) else {
+        return Err(ApiError::invalid("type", "is not an appointment type of this doctor"));
+    };
+    answer.appointment_type = Some(kind);
+    if doctor.active {
+        let wide = widened(range);
+        let time_off: Vec<Interval> =
+            state.store.list_time_off(id, wide).await?.iter().map(TimeOff::interval).collect();
+        let blocked: Vec<Interval> =
+            state.store.blocked_intervals(&[id], wide).await?.into_iter().map(|(_, i)| i).collect();
+        answer.items = free_slot_views(zone, &stored.schedule, kind, &time_off, &blocked, range, now);
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    specialty: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FoundSlot {
+    doctor_id: DoctorId,
+    doctor_name: String,
+    appointment_type: String,
+    #[serde(flatten)]
+    slot: SlotView,
+}
+
+fn parse_limit(raw: &str) -> Result<usize, ValueError> {
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_SEARCH_LIMIT).contains(n))
+        .ok_or_else(|| ValueError(format!("must be a whole number from 1 to {MAX_SEARCH_LIMIT}")))
+}
+
+/// The earliest free slots across every active doctor of a specialty (each doctor's default
+/// appointment type), merged in time order: how a patient finds a specialist.
+pub async fn search(
+    state: web::Data<AppState>,
+    ValidQuery(q): ValidQuery<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let mut check = FieldCheck::new();
+    let specialty = match q.specialty.as_deref() {
+        None => {
+            check.fail("specialty", "is required");
+            None
+        }
+        Some(raw) => {
+            check.check("specialty", SpecialtyId::parse(raw).ok_or(ValueError("must be a specialty id".into())))
+        }
+    };
+    let range =
+        window(&mut check, q.from.as_deref(), q.to.as_deref(), now, DEFAULT_SLOT_WINDOW_DAYS, MAX_SLOT_WINDOW_DAYS);
+    let limit = check.check_opt("limit", q.limit.as_deref(), parse_limit).flatten().unwrap_or(DEFAULT_SEARCH_LIMIT);
+    let (specialty, range) = input::finish(check, || Some((specialty?, range?)))?;
+    let wide = widened(range);
+    let calendars = state.store.specialty_calendars(specialty, wide).await?;
+    let ids: Vec<DoctorId> = calendars.iter().map(|c| c.doctor.id).collect();
+    let blocked = if ids.is_empty() { Vec::new() } else { state.store.blocked_intervals(&ids, wide).await? };
+    let mut found: Vec<FoundSlot> = Vec::new();
+    for cal in &calendars {
+        let Some(kind) = cal.schedule.schedule.appointment_type(None) else { continue };
+        let mine: Vec<Interval> = blocked.iter().filter(|(d, _)| *d == cal.doctor.id).map(|(_, i)| *i).collect();
+        let zone = cal.doctor.time_zone.tz();
+        // Each doctor's slots come sorted; only their first `limit` can make the merged top.
+        let slots = free_slot_views(zone, &cal.schedule.schedule, kind, &cal.time_off, &mine, range, now);
+        found.extend(slots.into_iter().take(limit).map(|slot| FoundSlot {
+            doctor_id: cal.doctor.id,
+            doctor_name: cal.doctor.name.as_str().to_owned(),
+            appointment_type: kind.code.clone(),
+            slot,
+        }));
+    }
+    found.sort_by_key(|f| (f.slot.start, f.doctor_id));
+    found.truncate(limit);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "specialtyId": specialty,
+        "from": range.start,
+        "to": range.end,
+        "items": found,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_bounded_and_name_the_field() {
+        let now = parse_instant("2026-03-01T00:00:00Z").unwrap();
+        let mut check = FieldCheck::new();
+        let w = window(&mut check, None, None, now, 7, 31).unwrap();
+        assert_eq!(w.end - w.start, Duration::days(7));
+        for (from, to, field) in [
+            (Some("2026-03-01T00:00:00Z"), Some("2026-04-02T00:00:00Z"), "to"),
+            (Some("2026-03-02T00:00:00Z"), Some("2026-03-01T00:00:00Z"), "to"),
+            (Some("yesterday"), None, "from"),
+        ] {
+            let mut check = FieldCheck::new();
+            assert!(window(&mut check, from, to, now, 7, 31).is_none());
+            assert_eq!(check.into_errors()[0].field, field);
+        }
+    }
+}
