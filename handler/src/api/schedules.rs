@@ -16,7 +16,7 @@ use crate::domain::doctor_schedule::{
     AppointmentType, AppointmentTypeInput, MAX_TYPE_MINUTES, NewTimeOff, RangeInput, Schedule, ScheduleInput, SlotView,
     StoredSchedule, TimeOff, free_slot_views, parse_instant,
 };
-use crate::domain::schedule::Interval;
+use crate::domain::schedule::{Availability, Interval, earliest_across, to_local};
 use crate::domain::values::{TimeZone, ValueError};
 use crate::domain::{DoctorId, FieldCheck, SpecialtyId, TimeOffId};
 use crate::error::ApiError;
@@ -351,22 +351,47 @@ pub async fn search(
     let calendars = state.store.specialty_calendars(specialty, wide).await?;
     let ids: Vec<DoctorId> = calendars.iter().map(|c| c.doctor.id).collect();
     let blocked = if ids.is_empty() { Vec::new() } else { state.store.blocked_intervals(&ids, wide).await? };
-    let mut found: Vec<FoundSlot> = Vec::new();
-    for cal in &calendars {
-        let Some(kind) = cal.schedule.schedule.appointment_type(None) else { continue };
-        let mine: Vec<Interval> = blocked.iter().filter(|(d, _)| *d == cal.doctor.id).map(|(_, i)| *i).collect();
-        let zone = cal.doctor.time_zone.tz();
-        // Each doctor's slots come sorted; only their first `limit` can make the merged top.
-        let slots = free_slot_views(zone, &cal.schedule.schedule, kind, &cal.time_off, &mine, range, now);
-        found.extend(slots.into_iter().take(limit).map(|slot| FoundSlot {
-            doctor_id: cal.doctor.id,
-            doctor_name: cal.doctor.name.as_str().to_owned(),
-            appointment_type: kind.code.clone(),
-            slot,
-        }));
-    }
-    found.sort_by_key(|f| (f.slot.start, f.doctor_id));
-    found.truncate(limit);
+    // Doctors in id order, so equal starts list the lower doctor id first.
+    let mut bookable: Vec<_> = calendars
+        .iter()
+        .filter_map(|cal| cal.schedule.schedule.appointment_type(None).map(|kind| (cal, kind)))
+        .collect();
+    bookable.sort_by_key(|(cal, _)| cal.doctor.id);
+    let busy: Vec<Vec<Interval>> = bookable
+        .iter()
+        .map(|(cal, _)| blocked.iter().filter(|(d, _)| *d == cal.doctor.id).map(|(_, i)| *i).collect())
+        .collect();
+    let availability: Vec<Availability<'_>> = bookable
+        .iter()
+        .zip(&busy)
+        .map(|((cal, kind), mine)| Availability {
+            zone: cal.doctor.time_zone.tz(),
+            hours: cal.schedule.schedule.hours(),
+            rules: cal.schedule.schedule.rules_for(kind),
+            time_off: &cal.time_off,
+            blocked: mine,
+        })
+        .collect();
+    // The engine widens its search only as far as it must to find `limit` slots.
+    let found: Vec<FoundSlot> = earliest_across(&availability, range, now, limit)
+        .into_iter()
+        .filter_map(|(i, slot)| {
+            let (cal, kind) = bookable.get(i)?;
+            let zone = cal.doctor.time_zone.tz();
+            Some(FoundSlot {
+                doctor_id: cal.doctor.id,
+                doctor_name: cal.doctor.name.as_str().to_owned(),
+                appointment_type: kind.code.clone(),
+                slot: SlotView {
+                    start: slot.start,
+                    end: slot.end,
+                    local_start: slot.local_start,
+                    local_end: to_local(zone, slot.end),
+                    time_zone: zone.name(),
+                },
+            })
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "specialtyId": specialty,
         "from": range.start,
