@@ -2,7 +2,7 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::header;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::values::ValueError;
 use crate::domain::{Change, FieldCheck, PageRequest};
@@ -15,6 +15,22 @@ pub fn page(check: &mut FieldCheck, limit: Option<&str>, cursor: Option<&str>) -
         .unwrap_or(crate::domain::page::DEFAULT_LIMIT);
     let after = check.check_opt("cursor", cursor, PageRequest::parse_cursor).flatten().unwrap_or(0);
     PageRequest { after, limit }
+}
+
+/// The query of a list with no filters: only `limit` and `cursor`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn into_page(self) -> Result<PageRequest, crate::error::ApiError> {
+        let mut check = FieldCheck::new();
+        let request = page(&mut check, self.limit.as_deref(), self.cursor.as_deref());
+        finish(check, || Some(request))
+    }
 }
 
 /// A PATCH field that may be changed but not cleared.

@@ -181,6 +181,6 @@ pub async fn update(
     match state.store.update_patient(id, scope, changes, version, entry).await {
         Ok(updated) => Ok(HttpResponse::Ok().json(updated)),
         // The change was rolled back with its audit row; record the attempt on its own.
-        Err(e) => Err(audited(&state, &caller, Action::Update, id, Err(e)).await.err().unwrap_or(ApiError::NotFound)),
+        Err(e) => audited(&state, &caller, Action::Update, id, Err(e)).await.map(|p| HttpResponse::Ok().json(p)),
     }
 }

@@ -27,13 +27,6 @@ pub struct UpdateSpecialty {
     version: Option<i64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
 pub async fn create(
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<CreateSpecialty>,
@@ -52,11 +45,11 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(state.store.get_specialty(id).await?))
 }
 
-pub async fn list(state: web::Data<AppState>, ValidQuery(q): ValidQuery<ListQuery>) -> Result<HttpResponse, ApiError> {
-    let mut check = FieldCheck::new();
-    let page = input::page(&mut check, q.limit.as_deref(), q.cursor.as_deref());
-    input::finish(check, || Some(()))?;
-    Ok(HttpResponse::Ok().json(state.store.list_specialties(page).await?))
+pub async fn list(
+    state: web::Data<AppState>,
+    ValidQuery(q): ValidQuery<input::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.store.list_specialties(q.into_page()?).await?))
 }
 
 pub async fn update(

@@ -30,13 +30,6 @@ pub struct UpdateUser {
     version: Option<i64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
 /// A role with exactly the link it needs: patients name a patient, doctors a doctor.
 fn membership(check: &mut FieldCheck, role: &str, patient: Option<i64>, doctor: Option<i64>) -> Option<Membership> {
     let role = check.check("role", Role::parse(role))?;
@@ -75,11 +68,11 @@ fn membership(check: &mut FieldCheck, role: &str, patient: Option<i64>, doctor: 
     }
 }
 
-pub async fn list(state: web::Data<AppState>, ValidQuery(q): ValidQuery<ListQuery>) -> Result<HttpResponse, ApiError> {
-    let mut check = FieldCheck::new();
-    let page = input::page(&mut check, q.limit.as_deref(), q.cursor.as_deref());
-    input::finish(check, || Some(()))?;
-    Ok(HttpResponse::Ok().json(state.store.list_users(page).await?))
+pub async fn list(
+    state: web::Data<AppState>,
+    ValidQuery(q): ValidQuery<input::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.store.list_users(q.into_page()?).await?))
 }
 
 pub async fn create(
