@@ -58,6 +58,40 @@ pub struct Settings {
     pub rate_limits: crate::auth::rate_limit::RateLimits,
     /// `PORTAL_RATE_LIMITS_ENABLED`: answer 429 when a rate is exceeded.
     pub rate_limits_enabled: bool,
+    /// How long holds and waitlist offers keep their slot.
+    pub booking: BookingSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookingSettings {
+    /// `PORTAL_HOLD_MINUTES`: a hold taken while the patient confirms (default 5).
+    pub hold: chrono::Duration,
+    /// `PORTAL_WAITLIST_OFFER_MINUTES`: a slot offered to a waitlisted patient (default 60).
+    pub waitlist_offer: chrono::Duration,
+}
+
+impl Default for BookingSettings {
+    fn default() -> Self {
+        BookingSettings { hold: chrono::Duration::minutes(5), waitlist_offer: chrono::Duration::minutes(60) }
+    }
+}
+
+fn parse_minutes(
+    name: &'static str,
+    value: Option<&str>,
+    default: chrono::Duration,
+    max: i64,
+) -> Result<chrono::Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .map(chrono::Duration::minutes)
+            .ok_or_else(|| err(name, format!("must be a whole number of minutes from 1 to {max}"))),
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,6 +135,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "PORTAL_DEV_IDENTITY",
     "WEBSITE_SITE_NAME",
     "PORTAL_BOOTSTRAP_ADMINS",
+    "PORTAL_HOLD_MINUTES",
+    "PORTAL_WAITLIST_OFFER_MINUTES",
 ];
 
 /// How callers prove who they are (besides bearer tokens, see `bearer`).
@@ -246,6 +282,20 @@ impl Settings {
                 .map_err(|e| err("PORTAL_RATE_LIMITS", e.to_string()))?
                 .unwrap_or_default(),
             rate_limits_enabled: parse_bool("PORTAL_RATE_LIMITS_ENABLED", get("PORTAL_RATE_LIMITS_ENABLED"), true)?,
+            booking: BookingSettings {
+                hold: parse_minutes(
+                    "PORTAL_HOLD_MINUTES",
+                    get("PORTAL_HOLD_MINUTES"),
+                    BookingSettings::default().hold,
+                    60,
+                )?,
+                waitlist_offer: parse_minutes(
+                    "PORTAL_WAITLIST_OFFER_MINUTES",
+                    get("PORTAL_WAITLIST_OFFER_MINUTES"),
+                    BookingSettings::default().waitlist_offer,
+                    24 * 60,
+                )?,
+            },
         })
     }
 
@@ -273,6 +323,7 @@ impl Settings {
             // limits turn it on.
             rate_limits: crate::auth::rate_limit::RateLimits::default(),
             rate_limits_enabled: false,
+            booking: BookingSettings::default(),
         }
     }
 }
@@ -628,6 +679,12 @@ mod tests {
         let e = Settings::from_map(&env(&[("PORTAL_RATE_LIMITS", "booking=10/min,upload=fast")])).unwrap_err();
         assert_eq!(e.name, "PORTAL_RATE_LIMITS");
         assert!(e.to_string().contains("`upload=fast`"), "{e}");
+        let e = Settings::from_map(&env(&[("PORTAL_HOLD_MINUTES", "0")])).unwrap_err();
+        assert_eq!(e.name, "PORTAL_HOLD_MINUTES");
+        let e = Settings::from_map(&env(&[("PORTAL_WAITLIST_OFFER_MINUTES", "2000")])).unwrap_err();
+        assert_eq!(e.name, "PORTAL_WAITLIST_OFFER_MINUTES");
+        let ok = Settings::from_map(&env(&[("PORTAL_HOLD_MINUTES", "10")])).unwrap();
+        assert_eq!(ok.booking.hold, chrono::Duration::minutes(10));
         let e = Settings::from_map(&env(&[("PORTAL_RATE_LIMITS_ENABLED", "maybe")])).unwrap_err();
         assert_eq!(e.name, "PORTAL_RATE_LIMITS_ENABLED");
     }

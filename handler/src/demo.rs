@@ -2,21 +2,22 @@
 //! Loading twice changes nothing: existing rows (same code, email or username) are kept.
 //! Every person here is fictional; addresses use reserved example domains.
 
-use chrono::NaiveDate;
+use chrono::{Duration, NaiveDate};
 
+use crate::domain::appointment::{AppointmentFilter, Booked, NewAppointment, OfferPolicy, Status, Transition};
 use crate::domain::audit::{Action, Entry, Outcome};
 use crate::domain::doctor::{DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{
     AppointmentTypeInput, NewTimeOff, RangeInput, Schedule, ScheduleInput, TimeOffReason,
 };
 use crate::domain::patient::NewPatient;
-use crate::domain::schedule::{Interval, local_date, local_midnight};
+use crate::domain::schedule::{Availability, Interval, free_slots, local_date, local_midnight};
 use crate::domain::specialty::NewSpecialty;
 use crate::domain::user::{Membership, Subject};
 use crate::domain::values::{
     EmailAddress, Gender, LongText, PersonName, Phone, SpecialtyCode, TimeZone, Title, ValueError,
 };
-use crate::domain::{PageRequest, SpecialtyId, time};
+use crate::domain::{PageRequest, PatientId, SpecialtyId, time};
 use crate::store::{PatientScope, Store, StoreError};
 
 /// Development identities for the demo clinic (send one in `x-portal-dev-user`): an admin, a
@@ -214,6 +215,100 @@ async fn ensure_schedule(
     Ok(())
 }
 
+/// The doctor's free slots in `window` as of `now`, as the slot search computes them.
+async fn free_of(
+    store: &dyn Store,
+    doctor: &crate::domain::doctor::Doctor,
+    schedule: &Schedule,
+    rules: crate::domain::schedule::SlotRules,
+    window: Interval,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<crate::domain::schedule::Slot>, StoreError> {
+    let time_off: Vec<Interval> = store.list_time_off(doctor.id, window).await?.iter().map(|t| t.interval()).collect();
+    let blocked: Vec<Interval> =
+        store.blocked_intervals(&[doctor.id], window, now).await?.into_iter().map(|(_, i)| i).collect();
+    let availability = Availability {
+        zone: doctor.time_zone.tz(),
+        hours: schedule.hours(),
+        rules,
+        time_off: &time_off,
+        blocked: &blocked,
+    };
+    Ok(free_slots(&availability, window, now))
+}
+
+/// A realistic calendar for one doctor: about a third of their free slots over the next five
+/// days booked for the demo patients (round robin; a patient already busy then is skipped), and
+/// one fulfilled visit a week ago. Skipped when the doctor has appointments already, so a second
+/// load changes nothing. The report counts a doctor's calendar as one item.
+async fn ensure_appointments(
+    store: &dyn Store,
+    report: &mut DemoReport,
+    doctor: &crate::domain::doctor::Doctor,
+    n: usize,
+    patients: &[PatientId],
+) -> Result<(), StoreError> {
+    let existing = AppointmentFilter { doctor_id: Some(doctor.id), ..Default::default() };
+    if !store.list_appointments(existing, PatientScope::All, None, 1).await?.items.is_empty() {
+        report.already_present += 1;
+        return Ok(());
+    }
+    let Ok(stored) = store.get_schedule(doctor.id).await else { return Ok(()) };
+    let Some(kind) = stored.schedule.appointment_type(None) else { return Ok(()) };
+    let rules = stored.schedule.rules_for(kind);
+    let book = |slot: crate::domain::schedule::Slot, patient: PatientId, now| NewAppointment {
+        patient_id: patient,
+        doctor_id: doctor.id,
+        appointment_type: kind.code.clone(),
+        reason: None,
+        slot: Interval { start: slot.start, end: slot.end },
+        blocked: rules.blocked_range(Interval { start: slot.start, end: slot.end }),
+        hold_until: None,
+        now,
+    };
+    let now = time::now();
+    let window = Interval { start: now, end: now + Duration::days(5) };
+    for (k, slot) in free_of(store, doctor, &stored.schedule, rules, window, now)
+        .await?
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| (k + n).is_multiple_of(3))
+    {
+        let patient = patients[(k / 3 + n) % patients.len()];
+        match store.book_appointment(book(slot, patient, now), None, system_entry(Action::Create, "appointment")).await
+        {
+            Ok(_) | Err(StoreError::Refused(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Last week's visit, booked then and since fulfilled.
+    let then = now - Duration::days(8);
+    let last_week = Interval { start: now - Duration::days(7), end: now - Duration::days(6) };
+    if let Some(slot) = free_of(store, doctor, &stored.schedule, rules, last_week, then).await?.into_iter().next() {
+        let patient = patients[n % patients.len()];
+        let visit = match store
+            .book_appointment(book(slot, patient, then), None, system_entry(Action::Create, "appointment"))
+            .await
+        {
+            Ok(Booked::Created(a) | Booked::Replayed(a)) => a,
+            Err(StoreError::Refused(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut version = visit.version;
+        for to in [Status::CheckedIn, Status::Fulfilled] {
+            let change = Transition { to, cancel_reason: None, now: slot.start };
+            let offers = OfferPolicy { hold: Duration::minutes(60) };
+            let entry = system_entry(Action::Update, "appointment");
+            version = store
+                .transition_appointment(visit.id, PatientScope::All, change, version, offers, entry)
+                .await?
+                .version;
+        }
+    }
+    report.created += 1;
+    Ok(())
+}
+
 pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
     let mut report = DemoReport::default();
     for (code, name, description) in SPECIALTIES {
@@ -233,6 +328,7 @@ pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
             .map(|s| s.id)
             .ok_or_else(|| StoreError::Other(format!("demo specialty {code} is missing").into()))
     };
+    let mut doctors = Vec::new();
     for (n, (name, specialty, email, zone, bio)) in DOCTORS.iter().enumerate() {
         let new = NewDoctor {
             name: PersonName::parse(name).map_err(invalid)?,
@@ -256,7 +352,9 @@ pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
         let login = email.as_str().split('@').next().unwrap_or_default().to_owned();
         ensure_user(store, &mut report, &login, Membership::Doctor(doctor.id)).await?;
         ensure_schedule(store, &mut report, &doctor, n).await?;
+        doctors.push(doctor);
     }
+    let mut patients = Vec::new();
     for (username, name, email, phone, born, gender) in PATIENTS {
         let new = NewPatient {
             username: crate::domain::values::Username::parse(username).map_err(invalid)?,
@@ -271,6 +369,10 @@ pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
         tally(&mut report, store.create_patient(new, None, system_entry(Action::Create, "patient")).await)?;
         let patient = store.find_patient_by_username(&username, PatientScope::All).await?;
         ensure_user(store, &mut report, username.as_str(), Membership::Patient(patient.id)).await?;
+        patients.push(patient.id);
+    }
+    for (n, doctor) in doctors.iter().enumerate() {
+        ensure_appointments(store, &mut report, doctor, n, &patients).await?;
     }
     ensure_user(store, &mut report, DEMO_ADMIN, Membership::Admin).await?;
     ensure_user(store, &mut report, DEMO_STAFF, Membership::Staff).await?;

@@ -7,6 +7,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::domain::appointment::Refusal;
 use crate::store::StoreError;
 
 tokio::task_local! {
@@ -54,6 +55,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("conflict")]
     Conflict { message: String, field: Option<String> },
+    /// A booking rule said no: its own code, so a client can tell "slot taken" from "stale".
+    #[error("refused")]
+    Refused(Refusal),
     #[error("payload too large")]
     PayloadTooLarge { limit_bytes: usize },
     #[error("unsupported media type")]
@@ -108,6 +112,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::Refused(r) => r.code(),
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "too_many_requests",
@@ -131,6 +136,7 @@ impl ApiError {
             ApiError::NotFound => "no such resource".into(),
             ApiError::MethodNotAllowed => "this method is not allowed on this resource".into(),
             ApiError::Conflict { message, .. } => message.clone(),
+            ApiError::Refused(r) => r.message().into(),
             ApiError::PayloadTooLarge { limit_bytes } => {
                 format!("the request body is larger than the limit of {limit_bytes} bytes")
             }
@@ -154,6 +160,8 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Refused(Refusal::IdempotencyKeyReused) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Refused(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -178,6 +186,7 @@ impl ResponseError for ApiError {
         let fields: Vec<FieldError> = match self {
             ApiError::BadRequest { fields, .. } | ApiError::Validation(fields) => fields.clone(),
             ApiError::Conflict { field: Some(field), message } => vec![FieldError::new(field.clone(), message.clone())],
+            ApiError::Refused(r) => r.field().map(|f| vec![FieldError::new(f, r.message())]).unwrap_or_default(),
             _ => Vec::new(),
         };
         let body = ErrorBody {
@@ -230,6 +239,7 @@ impl From<StoreError> for ApiError {
                 field: Some("version".into()),
             },
             StoreError::Reference { field } => ApiError::invalid(field, "refers to a record that does not exist"),
+            StoreError::Refused(refusal) => ApiError::Refused(refusal),
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
             StoreError::Other(cause) => ApiError::Internal(cause),
         }

@@ -32,6 +32,7 @@ pub struct AppState {
     pub started: Instant,
     /// "Now" for slot rules (notice, horizon); the system clock unless a test pins it.
     pub clock: crate::domain::time::Clock,
+    pub booking: crate::config::BookingSettings,
 }
 
 impl AppState {
@@ -95,6 +96,7 @@ impl Application {
             mode: settings.mode.clone(),
             started: Instant::now(),
             clock: Default::default(),
+            booking: settings.booking,
         });
         let keys = web::Data::from(KeyPolicy::new(if standalone { &settings.function_keys } else { &[] }));
         let cors = settings.cors.clone();

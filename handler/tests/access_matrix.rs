@@ -28,7 +28,8 @@ enum Caller {
     Unregistered,
     /// Linked to patient 1.
     Patient,
-    /// Linked to doctor 1, who has no appointments.
+    /// Linked to doctor 1, who treats nobody: every appointment the matrix books is cancelled
+    /// again right after its cell (a cancelled appointment gives a doctor no access).
     Doctor,
     Staff,
     /// A second admin, created through the API.
@@ -138,6 +139,20 @@ const TABLE: &[Row] = &[
     ("DoctorTimeOffEntry", "DELETE", [Same(E401), Same(E401), Same(E403), Same(E403),   split(DELETED, E403), Same(DELETED), Same(DELETED)]),
     ("DoctorSlots", "GET",    [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
     ("Slots",       "GET",    [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    // Appointments: a patient's own (patient 1's) or a doctor's own (doctor 1's); anyone else's is
+    // a 404. The lists narrow to the caller's own (checked in `check_body`).
+    ("Appointments", "GET",   [Same(E401), Same(E401), Same(E403),   Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("Appointments", "POST",  [Same(E401), Same(E401), Same(E403),   Same(CREATED),     Same(CREATED),     Same(CREATED), Same(CREATED)]),
+    ("Appointment", "GET",    [Same(E401), Same(E401), Same(E403),   split(OK, E404),   split(OK, E404),   Same(OK),      Same(OK)]),
+    // The body cancels, which every role may do to an appointment it can see.
+    ("AppointmentStatus", "POST", [Same(E401), Same(E401), Same(E403), split(OK, E404), split(OK, E404),   Same(OK),      Same(OK)]),
+    ("AppointmentReschedule", "POST", [Same(E401), Same(E401), Same(E403), split(CREATED, E404), split(CREATED, E404), Same(CREATED), Same(CREATED)]),
+    ("AppointmentCalendar", "GET", [Same(E401), Same(E401), Same(E403), split(OK, E404),   split(OK, E404),   Same(OK),      Same(OK)]),
+    // Patients join the waitlist for themselves, staff for anyone; doctors do not join it. A
+    // doctor sees the entries waiting for them, but only the patient or staff withdraw one.
+    ("Waitlist",    "GET",    [Same(E401), Same(E401), Same(E403),   Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("Waitlist",    "POST",   [Same(E401), Same(E401), Same(E403),   Same(CREATED),     Same(E403),        Same(CREATED), Same(CREATED)]),
+    ("WaitlistEntry", "DELETE", [Same(E401), Same(E401), Same(E403), split(OK, E404),   Same(E403),        Same(OK),      Same(OK)]),
     ("Patients",    "GET",   [Same(E401), Same(E401), Same(E403),   Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
     ("Patients",    "POST",  [Same(E401), Same(E401), Same(CREATED),Same(E403),        Same(E403),        Same(CREATED), Same(CREATED)]),
     // A doctor without appointments has no patients: every patient id is a 404.
@@ -227,10 +242,20 @@ async fn create_user(app: &TestApp, body: Value) -> i64 {
     created(app.post_json("/api/users", &body).await).await["id"].as_i64().unwrap()
 }
 
+/// The matrix's "now": Monday 2029-01-01, 06:00 UTC, so there are always free slots an hour ahead.
+const NOW: &str = "2029-01-01T06:00:00Z";
+
+/// A waitlist request for a range past the schedules' horizon, so no cancellation the matrix makes
+/// ever turns into an offer.
+fn waitlist_body(patient: i64, doctor: i64) -> Value {
+    json!({"patientId": patient, "doctorId": doctor, "from": "2029-06-01T00:00:00Z", "to": "2029-06-30T00:00:00Z"})
+}
+
 impl Clinic {
     /// Everything set up through the API as `test-admin`.
     async fn open() -> Self {
         let app = TestApp::spawn().await;
+        app.state.clock.pin(chrono::DateTime::parse_from_rfc3339(NOW).unwrap().to_utc());
         let s1 = app.create_specialty("matrix-one").await["id"].as_i64().unwrap();
         let s2 = app.create_specialty("matrix-two").await["id"].as_i64().unwrap();
         let d1 = app.create_doctor(s1, "Dr One", "one@clinic.example").await["id"].as_i64().unwrap();
@@ -253,7 +278,7 @@ impl Clinic {
             admin: create_user(&app, json!({"subject": ADMIN_SUBJECT, "role": "admin"})).await,
             spare: create_user(&app, json!({"subject": SPARE_SUBJECT, "role": "staff"})).await,
         };
-        Clinic {
+        let clinic = Clinic {
             app,
             specialties: [s1, s2],
             doctors: [d1, d2],
@@ -266,6 +291,56 @@ impl Clinic {
             staff: client_as(Some(STAFF_SUBJECT)),
             admin: client_as(Some(ADMIN_SUBJECT)),
             counter: AtomicUsize::new(0),
+        };
+        // One past (cancelled) appointment and one waitlist entry for each patient with "their"
+        // doctor, so the lists have something to narrow.
+        for (p, d) in [(p1, d1), (p2, d2)] {
+            clinic.book(p, d).await;
+            created(clinic.app.post_json("/api/waitlist", &waitlist_body(p, d)).await).await;
+        }
+        clinic.cancel_live_appointments().await;
+        clinic
+    }
+
+    /// The first free slot of the doctor's.
+    async fn free_slot(&self, doctor: i64) -> String {
+        let slots = ok_json(self.app.get(&format!("/api/doctors/{doctor}/slots")).await).await;
+        slots["items"][0]["start"].as_str().expect("a free slot").to_owned()
+    }
+
+    /// Books (as the admin) the doctor's first free slot for the patient.
+    async fn book(&self, patient: i64, doctor: i64) -> i64 {
+        let body = json!({"patientId": patient, "doctorId": doctor, "start": self.free_slot(doctor).await});
+        created(self.app.post_json("/api/appointments", &body).await).await["id"].as_i64().unwrap()
+    }
+
+    /// Cancels (as the admin) every appointment still occupying its slot: what a cell booked
+    /// frees its slot for the next, and gives doctor 1 no patients.
+    async fn cancel_live_appointments(&self) {
+        let live = ok_json(self.app.get("/api/appointments?status=pending,booked,checked-in&limit=100").await).await;
+        for a in live["items"].as_array().unwrap() {
+            let body = json!({"status": "cancelled", "version": a["version"], "reason": "clinic-request"});
+            let res = self.app.post_json(&format!("/api/appointments/{}/status", a["id"]), &body).await;
+            assert_eq!(res.status(), 200, "cleaning up appointment {}", a["id"]);
+        }
+    }
+
+    /// The `{id}` of an appointment or waitlist entry, made fresh for each cell (the calls change
+    /// them): patient 1's with doctor 1 for `Own`, patient 2's with doctor 2 for `Other`.
+    async fn fixture(&self, route: &ApiRoute, owner: Owner) -> Option<i64> {
+        let (patient, doctor) = match owner {
+            Owner::None => return None,
+            Owner::Own => (self.patients[0], self.doctors[0]),
+            Owner::Other => (self.patients[1], self.doctors[1]),
+        };
+        let resource = strip_prefix(route);
+        if resource.starts_with("appointments/") {
+            Some(self.book(patient, doctor).await)
+        } else if resource.starts_with("waitlist/") {
+            let entry = created(self.app.post_json("/api/waitlist", &waitlist_body(patient, doctor)).await).await;
+            Some(entry["id"].as_i64().unwrap())
+        } else {
+            None
         }
     }
 
@@ -313,7 +388,9 @@ impl Clinic {
     }
 
     /// A valid body, unique per call, so "allowed" means the handler really ran.
-    fn body(&self, route: &ApiRoute, caller: Caller, owner: Owner, n: usize) -> Option<Value> {
+    async fn body(&self, route: &ApiRoute, caller: Caller, owner: Owner, n: usize) -> Option<Value> {
+        let [p1, _] = self.patients;
+        let [d1, d2] = self.doctors;
         let body = match (route.function, route.method.as_str()) {
             (_, "GET") => return None,
             ("Specialties", "POST") => {
@@ -333,6 +410,20 @@ impl Clinic {
             ("Users", "POST") => json!({"subject": format!("matrix-user-{n}"), "role": "staff"}),
             ("User", "PATCH") if owner == Owner::Own => self.own_user(caller).1,
             ("User", "PATCH") => json!({"role": "staff"}),
+            ("Appointments", "POST") => {
+                let start = self.free_slot(d1).await;
+                match caller {
+                    Caller::Patient => json!({"doctorId": d1, "start": start}),
+                    _ => json!({"patientId": p1, "doctorId": d1, "start": start}),
+                }
+            }
+            ("AppointmentStatus", "POST") => json!({"status": "cancelled", "version": 1, "reason": "patient-request"}),
+            ("AppointmentReschedule", "POST") => {
+                let doctor = if owner == Owner::Own { d1 } else { d2 };
+                json!({"start": self.free_slot(doctor).await, "version": 1})
+            }
+            ("Waitlist", "POST") => waitlist_body(p1, d1),
+            ("WaitlistEntry", "DELETE") => return None,
             (f, m) => panic!("no request body for {f} {m}: add one to Clinic::body"),
         };
         Some(body)
@@ -405,6 +496,30 @@ fn check_body(
         ("Patient", _) if body["id"].as_i64() != target => {
             return Err(format!("answered patient {} for {target:?}", body["id"]));
         }
+        ("Appointments", "GET") | ("Waitlist", "GET") => {
+            let items = body["items"].as_array().ok_or("no items")?;
+            let of = |key: &str| items.iter().map(|i| i[key].as_i64().unwrap_or(0)).collect::<Vec<_>>();
+            let fine = match caller {
+                Caller::Patient => !items.is_empty() && of("patientId").iter().all(|p| *p == p1),
+                Caller::Doctor => !items.is_empty() && of("doctorId").iter().all(|d| *d == clinic.doctors[0]),
+                _ => of("patientId").contains(&p1) && of("patientId").contains(&p2),
+            };
+            if !fine {
+                return Err(format!("the list holds patients {:?}, doctors {:?}", of("patientId"), of("doctorId")));
+            }
+        }
+        ("Appointments", "POST") if body["patientId"] != json!(p1) || body["status"] != "booked" => {
+            return Err(format!("booked {} for patient {}", body["status"], body["patientId"]));
+        }
+        ("Appointment", _) | ("AppointmentStatus", _) | ("WaitlistEntry", _) if body["id"].as_i64() != target => {
+            return Err(format!("answered {} for {target:?}", body["id"]));
+        }
+        ("AppointmentStatus", _) | ("WaitlistEntry", _) if body["status"] != "cancelled" => {
+            return Err(format!("status {} after cancelling", body["status"]));
+        }
+        ("AppointmentReschedule", _) if body["previous"]["id"].as_i64() != target => {
+            return Err(format!("moved {} for {target:?}", body["previous"]["id"]));
+        }
         _ => {}
     }
     Ok(())
@@ -413,7 +528,10 @@ fn check_body(
 /// Runs one cell; `Err` describes how it failed (status and error code only: no record content).
 async fn run_cell(clinic: &Clinic, route: &ApiRoute, caller: Caller, owner: Owner, want: Expect) -> Result<(), String> {
     let n = clinic.next();
-    let target = clinic.target(route, caller, owner);
+    let target = match clinic.fixture(route, owner).await {
+        Some(id) => Some(id),
+        None => clinic.target(route, caller, owner),
+    };
     let mut path = match target {
         Some(id) => route.path().replace("{id}", &id.to_string()),
         None => route.path(),
@@ -430,7 +548,7 @@ async fn run_cell(clinic: &Clinic, route: &ApiRoute, caller: Caller, owner: Owne
     }
     let method = Method::from_bytes(route.method.as_str().as_bytes()).unwrap();
     let mut request = clinic.client(caller, n).request(method, clinic.app.url(&path));
-    if let Some(mut body) = clinic.body(route, caller, owner, n) {
+    if let Some(mut body) = clinic.body(route, caller, owner, n).await {
         if route.function == "DoctorSchedule" {
             // A replacing put names the version it replaces.
             let current = ok_json(clinic.app.get(&path).await).await;
@@ -444,6 +562,9 @@ async fn run_cell(clinic: &Clinic, route: &ApiRoute, caller: Caller, owner: Owne
     let text = res.text().await.unwrap_or_default();
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let code = body["code"].as_str().unwrap_or("-").to_owned();
+    if path.starts_with("/api/appointments") {
+        clinic.cancel_live_appointments().await;
+    }
     let got = || format!("{path}: expected {want:?}, got {status} (code {code})");
     match want {
         Expect::Ok(expected) => {
@@ -485,7 +606,7 @@ async fn every_route_answers_every_caller_as_the_table_says() {
         }
     }
     assert!(failures.is_empty(), "{} of {cells} cells failed:\n  {}", failures.len(), failures.join("\n  "));
-    // 19 routes today; the count only guards against the loop silently skipping routes.
+    // 35 routes today; the count only guards against the loop silently skipping routes.
     assert!(cells >= routes().len() * CALLERS.len(), "only {cells} cells ran");
 }
 

@@ -116,6 +116,7 @@ async fn the_scheduler_keeps_running_after_failures_and_stops_on_shutdown() {
         mode: RunMode::Standalone { address: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 0 },
         started: std::time::Instant::now(),
         clock: Default::default(),
+        booking: Default::default(),
     });
     let mut timer = reminder_sweep();
     // Every second instead of every five minutes; everything else as configured.

@@ -11,6 +11,11 @@ mod contract;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use handler::domain::appointment::{
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, OfferPolicy, Reschedule, Transition, WaitlistEntry,
+};
 use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use handler::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
@@ -19,7 +24,9 @@ use handler::domain::schedule::Interval;
 use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
-use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId};
+use handler::domain::{
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+};
 use handler::store::mssql::{ConnectionManager, ConnectionSettings, MssqlStore};
 use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
 use secrecy::SecretString;
@@ -216,8 +223,76 @@ impl Store for ScratchStore {
         &self,
         doctors: &[DoctorId],
         window: Interval,
+        now: DateTime<Utc>,
     ) -> Result<Vec<(DoctorId, Interval)>, StoreError> {
-        self.s().blocked_intervals(doctors, window).await
+        self.s().blocked_intervals(doctors, window, now).await
+    }
+    async fn book_appointment(
+        &self,
+        new: NewAppointment,
+        idempotency: Option<IdempotencyKey>,
+        audit: AuditEntry,
+    ) -> Result<Booked, StoreError> {
+        self.s().book_appointment(new, idempotency, audit).await
+    }
+    async fn get_appointment(&self, id: AppointmentId, scope: PatientScope) -> Result<Appointment, StoreError> {
+        self.s().get_appointment(id, scope).await
+    }
+    async fn list_appointments(
+        &self,
+        filter: AppointmentFilter,
+        scope: PatientScope,
+        after: Option<AppointmentCursor>,
+        limit: u32,
+    ) -> Result<Page<Appointment>, StoreError> {
+        self.s().list_appointments(filter, scope, after, limit).await
+    }
+    async fn transition_appointment(
+        &self,
+        id: AppointmentId,
+        scope: PatientScope,
+        change: Transition,
+        expected: i64,
+        offers: OfferPolicy,
+        audit: AuditEntry,
+    ) -> Result<Appointment, StoreError> {
+        self.s().transition_appointment(id, scope, change, expected, offers, audit).await
+    }
+    async fn reschedule_appointment(
+        &self,
+        id: AppointmentId,
+        scope: PatientScope,
+        change: Reschedule,
+        expected: i64,
+        offers: OfferPolicy,
+        audit: AuditEntry,
+    ) -> Result<(Appointment, Appointment), StoreError> {
+        self.s().reschedule_appointment(id, scope, change, expected, offers, audit).await
+    }
+    async fn expire_holds(&self, now: DateTime<Utc>, limit: u32, offers: OfferPolicy) -> Result<HoldSweep, StoreError> {
+        self.s().expire_holds(now, limit, offers).await
+    }
+    async fn add_waitlist_entry(&self, new: NewWaitlistEntry, audit: AuditEntry) -> Result<WaitlistEntry, StoreError> {
+        self.s().add_waitlist_entry(new, audit).await
+    }
+    async fn get_waitlist_entry(&self, id: WaitlistId, scope: PatientScope) -> Result<WaitlistEntry, StoreError> {
+        self.s().get_waitlist_entry(id, scope).await
+    }
+    async fn list_waitlist(
+        &self,
+        patient: Option<PatientId>,
+        scope: PatientScope,
+        page: PageRequest,
+    ) -> Result<Page<WaitlistEntry>, StoreError> {
+        self.s().list_waitlist(patient, scope, page).await
+    }
+    async fn cancel_waitlist_entry(
+        &self,
+        id: WaitlistId,
+        scope: PatientScope,
+        audit: AuditEntry,
+    ) -> Result<WaitlistEntry, StoreError> {
+        self.s().cancel_waitlist_entry(id, scope, audit).await
     }
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {
         self.s().user_by_subject(subject).await

@@ -2,6 +2,7 @@
 //! it registers the actix routes, and tests check it against every `functions/*/function.json`
 //! (so the Functions host and the handler always agree on what exists).
 
+pub mod appointments;
 pub mod audit;
 pub mod doctors;
 pub mod extract;
@@ -12,6 +13,7 @@ pub mod patients;
 pub mod schedules;
 pub mod specialties;
 pub mod users;
+pub mod waitlist;
 
 use actix_web::http::Method;
 use actix_web::web;
@@ -120,6 +122,15 @@ pub fn routes() -> Vec<ApiRoute> {
         route!("DoctorTimeOffEntry", DELETE, "doctors/{id:int}/time-off/{offId:int}", Function, DoctorSelfOrStaff, false, General, schedules::delete_time_off),
         route!("DoctorSlots", GET, "doctors/{id:int}/slots", Function, SignedIn, false, General, schedules::doctor_slots),
         route!("Slots", GET, "slots", Function, SignedIn, false, General, schedules::search),
+        route!("Appointments", GET, "appointments", Function, PatientRecords, true, General, appointments::list),
+        route!("Appointments", POST, "appointments", Function, PatientRecords, true, Booking, appointments::book),
+        route!("Appointment", GET, "appointments/{id:int}", Function, PatientRecords, true, General, appointments::get),
+        route!("AppointmentStatus", POST, "appointments/{id:int}/status", Function, PatientRecords, true, Booking, appointments::set_status),
+        route!("AppointmentReschedule", POST, "appointments/{id:int}/reschedule", Function, PatientRecords, true, Booking, appointments::reschedule),
+        route!("AppointmentCalendar", GET, "appointments/{id:int}/calendar.ics", Function, PatientRecords, true, General, appointments::calendar),
+        route!("Waitlist", GET, "waitlist", Function, PatientRecords, true, General, waitlist::list),
+        route!("Waitlist", POST, "waitlist", Function, PatientRecords, true, Booking, waitlist::join),
+        route!("WaitlistEntry", DELETE, "waitlist/{id:int}", Function, PatientRecords, true, Booking, waitlist::leave),
         route!("Patients", GET, "patients", Function, PatientRecords, true, General, patients::list),
         route!("Patients", POST, "patients", Function, Register, true, SignIn, patients::create),
         route!("Patient", GET, "patients/{id:int}", Function, PatientRecords, true, General, patients::get),

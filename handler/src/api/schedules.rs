@@ -294,7 +294,7 @@ pub async fn doctor_slots(
         let time_off: Vec<Interval> =
             state.store.list_time_off(id, wide).await?.iter().map(TimeOff::interval).collect();
         let blocked: Vec<Interval> =
-            state.store.blocked_intervals(&[id], wide).await?.into_iter().map(|(_, i)| i).collect();
+            state.store.blocked_intervals(&[id], wide, now).await?.into_iter().map(|(_, i)| i).collect();
         answer.items = free_slot_views(zone, &stored.schedule, kind, &time_off, &blocked, range, now);
     }
     Ok(HttpResponse::Ok().json(answer))
@@ -350,7 +350,7 @@ pub async fn search(
     let wide = widened(range);
     let calendars = state.store.specialty_calendars(specialty, wide).await?;
     let ids: Vec<DoctorId> = calendars.iter().map(|c| c.doctor.id).collect();
-    let blocked = if ids.is_empty() { Vec::new() } else { state.store.blocked_intervals(&ids, wide).await? };
+    let blocked = if ids.is_empty() { Vec::new() } else { state.store.blocked_intervals(&ids, wide, now).await? };
     // Doctors in id order, so equal starts list the lower doctor id first.
     let mut bookable: Vec<_> = calendars
         .iter()

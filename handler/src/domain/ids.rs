@@ -41,6 +41,8 @@ id_type!(PatientId);
 id_type!(UserId);
 id_type!(AuditId);
 id_type!(TimeOffId);
+id_type!(AppointmentId);
+id_type!(WaitlistId);
 
 #[cfg(test)]
 mod tests {

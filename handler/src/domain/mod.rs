@@ -1,9 +1,11 @@
 //! Pure types and rules: values are parsed once at the edge into these types, and the store takes
 //! only these. No I/O here.
 
+pub mod appointment;
 pub mod audit;
 pub mod doctor;
 pub mod doctor_schedule;
+pub mod ical;
 pub mod ids;
 pub mod page;
 pub mod patient;
@@ -13,7 +15,7 @@ pub mod time;
 pub mod user;
 pub mod values;
 
-pub use ids::{AuditId, DoctorId, PatientId, SpecialtyId, TimeOffId, UserId};
+pub use ids::{AppointmentId, AuditId, DoctorId, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId};
 pub use page::{Page, PageRequest};
 
 use crate::error::FieldError;

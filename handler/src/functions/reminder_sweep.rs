@@ -1,11 +1,12 @@
-//! The `ReminderSweep` timer function. The notifications work (outbox, ledger, email) plugs in
-//! here; today it reports the run it was asked to do.
+//! The `ReminderSweep` timer function. It retires expired holds (offering their slots to the
+//! waitlist); the notifications work (outbox, ledger, email) plugs in here too.
 
 use actix_web::web;
 use serde_json::json;
 
 use super::manifest;
 use super::payload::{InvokeRequest, InvokeResponse, TimerInfo};
+use crate::domain::appointment::OfferPolicy;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -32,7 +33,12 @@ pub struct SweepReport {
     pub sent: u64,
     pub voided: u64,
     pub failed: u64,
+    pub holds_expired: u64,
+    pub waitlist_offers: u64,
 }
+
+/// Holds retired per sweep at most; the rest wait for the next tick (every five minutes).
+const HOLDS_PER_SWEEP: u32 = 1000;
 
 pub async fn invoke(state: web::Data<AppState>, req: InvokeRequest) -> Result<InvokeResponse, ApiError> {
     let timer = TimerInfo::from_value(req.binding(binding_name()).as_ref()).map_err(|e| ApiError::bad_request(e.0))?;
@@ -44,14 +50,18 @@ pub async fn invoke(state: web::Data<AppState>, req: InvokeRequest) -> Result<In
         sent = report.sent,
         voided = report.voided,
         failed = report.failed,
+        holds_expired = report.holds_expired,
+        waitlist_offers = report.waitlist_offers,
         "sweep finished"
     );
     let mut response = InvokeResponse::with_logs(vec![format!(
-        "reminder sweep: {} claimed, {} sent, {} voided, {} failed{}",
+        "reminder sweep: {} claimed, {} sent, {} voided, {} failed, {} holds expired, {} waitlist offers{}",
         report.claimed,
         report.sent,
         report.voided,
         report.failed,
+        report.holds_expired,
+        report.waitlist_offers,
         if report.past_due { " (past due)" } else { "" }
     )]);
     response.return_value = Some(json!(report));
@@ -63,5 +73,12 @@ pub async fn sweep(state: &AppState, timer: &TimerInfo) -> Result<SweepReport, A
     // The store must be reachable for a sweep to mean anything; a failed ping fails the
     // invocation, so the host records it as failed rather than as an empty success.
     state.store.ping().await?;
-    Ok(SweepReport { past_due: timer.is_past_due, ..SweepReport::default() })
+    let offers = OfferPolicy { hold: state.booking.waitlist_offer };
+    let holds = state.store.expire_holds(state.clock.now(), HOLDS_PER_SWEEP, offers).await?;
+    Ok(SweepReport {
+        past_due: timer.is_past_due,
+        holds_expired: holds.expired,
+        waitlist_offers: holds.offered,
+        ..SweepReport::default()
+    })
 }

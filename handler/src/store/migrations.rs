@@ -37,12 +37,20 @@ macro_rules! migration {
     };
 }
 
-pub const SQLITE: &[Migration] =
-    &[migration!("sqlite", 1, "clinic"), migration!("sqlite", 2, "access"), migration!("sqlite", 3, "schedules")];
+pub const SQLITE: &[Migration] = &[
+    migration!("sqlite", 1, "clinic"),
+    migration!("sqlite", 2, "access"),
+    migration!("sqlite", 3, "schedules"),
+    migration!("sqlite", 4, "appointments"),
+];
 
 /// Same version numbers as [`SQLITE`]; a test checks that the two lists and folders match.
-pub const MSSQL: &[Migration] =
-    &[migration!("mssql", 1, "clinic"), migration!("mssql", 2, "access"), migration!("mssql", 3, "schedules")];
+pub const MSSQL: &[Migration] = &[
+    migration!("mssql", 1, "clinic"),
+    migration!("mssql", 2, "access"),
+    migration!("mssql", 3, "schedules"),
+    migration!("mssql", 4, "appointments"),
+];
 
 /// The migrations still to apply, given what `schema_migrations` records as `(version, checksum)`.
 /// Refuses a recorded migration whose file changed since, and a database newer than this binary.

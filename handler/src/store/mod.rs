@@ -8,8 +8,13 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::config::DatabaseSettings;
+use crate::domain::appointment::{
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, OfferPolicy, Refusal, Reschedule, Transition, WaitlistEntry,
+};
 use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
@@ -18,7 +23,9 @@ use crate::domain::schedule::Interval;
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
-use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId};
+use crate::domain::{
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -35,6 +42,9 @@ pub enum StoreError {
     /// A referenced row does not exist; `field` is the API field name.
     #[error("missing reference {field}")]
     Reference { field: &'static str },
+    /// A booking rule refused the change (slot taken, illegal transition, ...).
+    #[error("refused: {}", .0.code())]
+    Refused(Refusal),
     /// The database cannot be reached or is overloaded; safe to retry later.
     #[error("database unavailable")]
     Unavailable(#[source] BoxError),
@@ -71,8 +81,8 @@ pub enum PatientScope {
     All,
     /// A patient: their own record only.
     Only(PatientId),
-    /// A doctor: patients they have an appointment with. (Until appointments exist this
-    /// matches no one; the scheduling work adds the appointment join.)
+    /// A doctor: patients with a booked, checked-in, fulfilled or no-show appointment with them;
+    /// for appointments themselves, the doctor's own.
     TreatedBy(DoctorId),
 }
 
@@ -184,15 +194,90 @@ pub trait Store: Send + Sync + 'static {
         specialty: SpecialtyId,
         window: Interval,
     ) -> Result<Vec<DoctorCalendar>, StoreError>;
-    /// THE HOOK FOR BOOKING: the blocked ranges (appointment or hold plus its buffers, in UTC)
-    /// of these doctors' occupying appointments and live holds that overlap `window`, so slot
-    /// searches leave them out. Returns an empty list until the appointments and holds tables
-    /// exist; the booking work fills it in in both stores (one query for all the doctors).
+    /// The blocked ranges (appointment plus its buffers, in UTC) of these doctors' appointments
+    /// that are live at `now` (booked, checked-in, or an unexpired hold) and overlap `window`,
+    /// so slot searches leave them out. One query for all the doctors.
     async fn blocked_intervals(
         &self,
         doctors: &[DoctorId],
         window: Interval,
+        now: DateTime<Utc>,
     ) -> Result<Vec<(DoctorId, Interval)>, StoreError>;
+
+    /// Books (or holds) a slot in one transaction: locks the doctor's and the patient's booking
+    /// rows, replays an earlier result for the same idempotency key (`Refused(
+    /// IdempotencyKeyReused)` if that key came with another request), refuses with
+    /// `Refused(SlotTaken)` if a live appointment of the doctor overlaps the blocked range and
+    /// `Refused(PatientBusy)` if a live one of the patient overlaps the slot, then inserts the
+    /// appointment, its idempotency key and the audit row (resource id filled in).
+    /// `Reference{doctorId|patientId}` if either does not exist.
+    async fn book_appointment(
+        &self,
+        new: NewAppointment,
+        idempotency: Option<IdempotencyKey>,
+        audit: AuditEntry,
+    ) -> Result<Booked, StoreError>;
+    async fn get_appointment(&self, id: AppointmentId, scope: PatientScope) -> Result<Appointment, StoreError>;
+    /// Ordered by `(start, id)`, keyset-paged after `after`; `limit + 1` rows at most are read.
+    async fn list_appointments(
+        &self,
+        filter: AppointmentFilter,
+        scope: PatientScope,
+        after: Option<AppointmentCursor>,
+        limit: u32,
+    ) -> Result<Page<Appointment>, StoreError>;
+    /// Moves an appointment to another status, compare-and-swap on `expected`: `StaleVersion`
+    /// if the row moved on, `Refused(IllegalTransition)` if the lifecycle forbids it,
+    /// `Refused(HoldExpired)` when confirming a hold past its expiry. Cancelling a live
+    /// appointment offers its slot to the waitlist in the same transaction; confirming a
+    /// waitlist offer fulfils its entry.
+    async fn transition_appointment(
+        &self,
+        id: AppointmentId,
+        scope: PatientScope,
+        change: Transition,
+        expected: i64,
+        offers: OfferPolicy,
+        audit: AuditEntry,
+    ) -> Result<Appointment, StoreError>;
+    /// Moves a booked appointment to a new slot of the same doctor in one transaction: the new
+    /// appointment (booked, iCalendar UID kept, sequence + 1) is
+    /// inserted only if the slot is free (ignoring the appointment being moved), and only then
+    /// is the old one cancelled (`rescheduled`) and linked to it; its slot is offered to the
+    /// waitlist. Returns `(old, new)`.
+    async fn reschedule_appointment(
+        &self,
+        id: AppointmentId,
+        scope: PatientScope,
+        change: Reschedule,
+        expected: i64,
+        offers: OfferPolicy,
+        audit: AuditEntry,
+    ) -> Result<(Appointment, Appointment), StoreError>;
+    /// Retires holds that expired by `now` (at most `limit`, oldest first): each becomes
+    /// cancelled (`hold-expired`), a waitlist offer's entry goes back to active, and the slot is
+    /// offered to the next waitlisted patient.
+    async fn expire_holds(&self, now: DateTime<Utc>, limit: u32, offers: OfferPolicy) -> Result<HoldSweep, StoreError>;
+
+    /// `Reference{doctorId|specialtyId|patientId}` if the target does not exist.
+    async fn add_waitlist_entry(&self, new: NewWaitlistEntry, audit: AuditEntry) -> Result<WaitlistEntry, StoreError>;
+    async fn get_waitlist_entry(&self, id: WaitlistId, scope: PatientScope) -> Result<WaitlistEntry, StoreError>;
+    /// By id, keyset-paged; `patient` narrows to one patient.
+    async fn list_waitlist(
+        &self,
+        patient: Option<PatientId>,
+        scope: PatientScope,
+        page: PageRequest,
+    ) -> Result<Page<WaitlistEntry>, StoreError>;
+    /// Cancels an active or offered entry (an offered hold stays until it expires or is
+    /// cancelled itself); `NotFound` outside the scope, `Refused(IllegalTransition)` if it is
+    /// already fulfilled or cancelled.
+    async fn cancel_waitlist_entry(
+        &self,
+        id: WaitlistId,
+        scope: PatientScope,
+        audit: AuditEntry,
+    ) -> Result<WaitlistEntry, StoreError>;
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError>;
     async fn get_user(&self, id: UserId) -> Result<User, StoreError>;

@@ -8,7 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::web;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use handler::config::Settings;
+use handler::domain::appointment::{
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, OfferPolicy, Reschedule, Transition, WaitlistEntry,
+};
 use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use handler::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
@@ -17,7 +22,9 @@ use handler::domain::schedule::Interval;
 use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
-use handler::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId};
+use handler::domain::{
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+};
 use handler::startup::{AppState, Application};
 use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -423,7 +430,79 @@ impl Store for DownStore {
     async fn specialty_calendars(&self, _: SpecialtyId, _: Interval) -> Result<Vec<DoctorCalendar>, StoreError> {
         self.fail()
     }
-    async fn blocked_intervals(&self, _: &[DoctorId], _: Interval) -> Result<Vec<(DoctorId, Interval)>, StoreError> {
+    async fn blocked_intervals(
+        &self,
+        _: &[DoctorId],
+        _: Interval,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<(DoctorId, Interval)>, StoreError> {
+        self.fail()
+    }
+    async fn book_appointment(
+        &self,
+        _: NewAppointment,
+        _: Option<IdempotencyKey>,
+        _: AuditEntry,
+    ) -> Result<Booked, StoreError> {
+        self.fail()
+    }
+    async fn get_appointment(&self, _: AppointmentId, _: PatientScope) -> Result<Appointment, StoreError> {
+        self.fail()
+    }
+    async fn list_appointments(
+        &self,
+        _: AppointmentFilter,
+        _: PatientScope,
+        _: Option<AppointmentCursor>,
+        _: u32,
+    ) -> Result<Page<Appointment>, StoreError> {
+        self.fail()
+    }
+    async fn transition_appointment(
+        &self,
+        _: AppointmentId,
+        _: PatientScope,
+        _: Transition,
+        _: i64,
+        _: OfferPolicy,
+        _: AuditEntry,
+    ) -> Result<Appointment, StoreError> {
+        self.fail()
+    }
+    async fn reschedule_appointment(
+        &self,
+        _: AppointmentId,
+        _: PatientScope,
+        _: Reschedule,
+        _: i64,
+        _: OfferPolicy,
+        _: AuditEntry,
+    ) -> Result<(Appointment, Appointment), StoreError> {
+        self.fail()
+    }
+    async fn expire_holds(&self, _: DateTime<Utc>, _: u32, _: OfferPolicy) -> Result<HoldSweep, StoreError> {
+        self.fail()
+    }
+    async fn add_waitlist_entry(&self, _: NewWaitlistEntry, _: AuditEntry) -> Result<WaitlistEntry, StoreError> {
+        self.fail()
+    }
+    async fn get_waitlist_entry(&self, _: WaitlistId, _: PatientScope) -> Result<WaitlistEntry, StoreError> {
+        self.fail()
+    }
+    async fn list_waitlist(
+        &self,
+        _: Option<PatientId>,
+        _: PatientScope,
+        _: PageRequest,
+    ) -> Result<Page<WaitlistEntry>, StoreError> {
+        self.fail()
+    }
+    async fn cancel_waitlist_entry(
+        &self,
+        _: WaitlistId,
+        _: PatientScope,
+        _: AuditEntry,
+    ) -> Result<WaitlistEntry, StoreError> {
         self.fail()
     }
     async fn user_by_subject(&self, _: &Subject) -> Result<Option<User>, StoreError> {

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod appointments;
+pub use appointments::*;
+
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -706,7 +709,7 @@ pub async fn specialty_calendars_gather_active_doctors(store: Arc<dyn Store>) {
     assert_eq!(calendars[0].schedule, store.get_schedule(a.id).await.unwrap());
     assert!(calendars[0].time_off.is_empty());
     assert_eq!(calendars[1].time_off, vec![span("2026-07-02T00:00:00Z", "2026-07-03T00:00:00Z")], "only the window's");
-    assert!(store.blocked_intervals(&ids, window).await.unwrap().is_empty(), "no appointments exist yet");
+    assert!(store.blocked_intervals(&ids, window, time::now()).await.unwrap().is_empty(), "no appointments exist yet");
     let _ = no_schedule;
 }
 
@@ -722,7 +725,13 @@ macro_rules! contract_tests {
             concurrent_updates_compare_and_swap, patient_scopes_filter_in_the_query,
             register_links_user_and_audits, users_roles_and_sign_ins, audit_chain_appends_and_verifies,
             concurrent_audit_appends_keep_one_chain, ping_works, schedule_put_is_compare_and_swap,
-            concurrent_first_schedules_one_wins, time_off_is_per_doctor, specialty_calendars_gather_active_doctors);
+            concurrent_first_schedules_one_wins, time_off_is_per_doctor, specialty_calendars_gather_active_doctors,
+            booking_refuses_overlaps_for_doctor_and_patient, concurrent_bookings_one_wins,
+            idempotent_bookings_replay_the_first_result, holds_block_until_they_expire,
+            transitions_follow_the_lifecycle_with_compare_and_swap, concurrent_transitions_one_wins,
+            reschedule_moves_only_into_a_free_slot, concurrent_reschedules_into_one_slot_one_wins,
+            lists_page_by_start_then_id_within_scope, doctors_see_patients_they_treat,
+            freed_slots_go_to_the_waitlist_in_order, slots_too_soon_are_not_offered);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(

@@ -19,6 +19,12 @@ const UNIQUE_FIELDS: &[(&str, &str)] = &[
     ("ux_users_patient", "patientId"),
     ("ux_users_doctor", "doctorId"),
     ("pk_doctor_schedules", "doctorId"),
+    // The filtered backstop on confirmed appointments; `appointments::insert` makes it
+    // `Refused(SlotTaken)`, as the SQLite store does with its twin.
+    ("ux_appointments_doctor_start", "start"),
+    // A second request with the same key while the first is in flight; `appointments::book`
+    // makes it `Refused(IdempotencyKeyInFlight)`.
+    ("ux_idempotency_keys", "Idempotency-Key"),
 ];
 
 /// The audit chain's "one successor per row" key. A violation is not a duplicate the caller
@@ -27,8 +33,18 @@ const UNIQUE_FIELDS: &[(&str, &str)] = &[
 const AUDIT_CHAIN_KEY: &str = "ux_audit_events_prev_hash";
 
 /// Foreign keys → the API field that names the missing row.
-const FOREIGN_KEYS: &[(&str, &str)] =
-    &[("fk_doctors_specialty", "specialtyId"), ("fk_users_patient", "patientId"), ("fk_users_doctor", "doctorId")];
+/// Only backstops for appointments and the waitlist: the booking locks and the named checks find
+/// a missing doctor, patient or specialty first.
+const FOREIGN_KEYS: &[(&str, &str)] = &[
+    ("fk_doctors_specialty", "specialtyId"),
+    ("fk_users_patient", "patientId"),
+    ("fk_users_doctor", "doctorId"),
+    ("fk_appointments_patient", "patientId"),
+    ("fk_appointments_doctor", "doctorId"),
+    ("fk_waitlist_entries_patient", "patientId"),
+    ("fk_waitlist_entries_doctor", "doctorId"),
+    ("fk_waitlist_entries_specialty", "specialtyId"),
+];
 
 /// Azure SQL's documented transient errors (throttling, failover, gateway, network), plus 1205
 /// (deadlock victim: the server rolled the transaction back, so running it again is safe).
@@ -180,6 +196,27 @@ mod tests {
         assert!(matches!(classify_server(547, 16, 0, fk), StoreError::Reference { field: "doctorId" }));
         let fk = "The UPDATE statement conflicted with the FOREIGN KEY constraint \"fk_users_patient\".";
         assert!(matches!(classify_server(547, 16, 0, fk), StoreError::Reference { field: "patientId" }));
+    }
+
+    #[test]
+    fn booking_keys_name_their_field() {
+        let slot = "Cannot insert duplicate key row in object 'dbo.appointments' with unique index \
+                    'ux_appointments_doctor_start'. The duplicate key value is (3, 2026-03-02 09:00:00.0000000).";
+        assert!(matches!(classify_server(2601, 14, 1, slot), StoreError::Duplicate { field: "start" }));
+        let babelfish = "duplicate key value violates unique constraint \
+                         \"ux_appointments_doctor_startappointments2b7e1f0c3a9d8e7f6a5\"";
+        assert!(matches!(classify_server(2601, 14, 1, babelfish), StoreError::Duplicate { field: "start" }));
+        let key = "Violation of UNIQUE KEY constraint 'ux_idempotency_keys'. Cannot insert duplicate key in \
+                   object 'dbo.idempotency_keys'. The duplicate key value is (ab12, k-1).";
+        let e = classify_server(2627, 14, 1, key);
+        assert!(matches!(e, StoreError::Duplicate { field: "Idempotency-Key" }), "{e:?}");
+        let fk = "The INSERT statement conflicted with the FOREIGN KEY constraint \"fk_waitlist_entries_specialty\".";
+        assert!(matches!(classify_server(547, 16, 0, fk), StoreError::Reference { field: "specialtyId" }));
+        let fk = "The INSERT statement conflicted with the FOREIGN KEY constraint \"fk_appointments_doctor\".";
+        assert!(matches!(classify_server(547, 16, 0, fk), StoreError::Reference { field: "doctorId" }));
+        // The self-references and the offer link are no caller's field.
+        let fk = "The UPDATE statement conflicted with the FOREIGN KEY constraint \"fk_appointments_rescheduled_to\".";
+        assert!(matches!(classify_server(547, 16, 0, fk), StoreError::Other(_)));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   whole and is run again, a bounded number of times.
 //! - A database that cannot be reached is `StoreError::Unavailable`, which the API answers 503.
 
+mod appointments;
 mod audit;
 pub mod conn;
 mod doctors;
@@ -26,12 +27,14 @@ mod specialties;
 pub mod sql;
 pub mod token;
 mod users;
+mod waitlist;
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bb8::{Pool, PooledConnection, RunError};
+use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
 
 pub use conn::MssqlConn;
@@ -41,6 +44,10 @@ pub use settings::ConnectionSettings;
 use self::errors::{is_lost_audit_race, is_transient};
 use self::manager::{LastError, LogErrors};
 use super::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
+use crate::domain::appointment::{
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, OfferPolicy, Reschedule, Transition, WaitlistEntry,
+};
 use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
@@ -49,7 +56,9 @@ use crate::domain::schedule::Interval;
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
-use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId};
+use crate::domain::{
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+};
 
 /// Functions instances are small and scale out; each one multiplies this against the
 /// database's worker limit.
@@ -396,11 +405,125 @@ impl Store for MssqlStore {
 
     async fn blocked_intervals(
         &self,
-        _doctors: &[DoctorId],
-        _window: Interval,
+        doctors: &[DoctorId],
+        window: Interval,
+        now: DateTime<Utc>,
     ) -> Result<Vec<(DoctorId, Interval)>, StoreError> {
-        // No appointments or holds exist yet; booking adds the query here and in the sqlite store.
-        Ok(Vec::new())
+        let doctors = doctors.to_vec();
+        self.read("blocked_intervals", move |c| {
+            let doctors = doctors.clone();
+            Box::pin(async move { appointments::blocked_intervals(c, &doctors, window, now).await })
+        })
+        .await
+    }
+
+    async fn book_appointment(
+        &self,
+        new: NewAppointment,
+        idempotency: Option<IdempotencyKey>,
+        audit: AuditEntry,
+    ) -> Result<Booked, StoreError> {
+        self.write("book_appointment", move |c| {
+            let (new, idempotency, audit) = (new.clone(), idempotency.clone(), audit.clone());
+            Box::pin(async move { appointments::book(c, &new, idempotency.as_ref(), audit).await })
+        })
+        .await
+    }
+
+    async fn get_appointment(&self, id: AppointmentId, scope: PatientScope) -> Result<Appointment, StoreError> {
+        self.read("get_appointment", move |c| Box::pin(appointments::get(c, id, scope))).await
+    }
+
+    async fn list_appointments(
+        &self,
+        filter: AppointmentFilter,
+        scope: PatientScope,
+        after: Option<AppointmentCursor>,
+        limit: u32,
+    ) -> Result<Page<Appointment>, StoreError> {
+        self.read("list_appointments", move |c| {
+            let filter = filter.clone();
+            Box::pin(async move { appointments::list(c, &filter, scope, after, limit).await })
+        })
+        .await
+    }
+
+    async fn transition_appointment(
+        &self,
+        id: AppointmentId,
+        scope: PatientScope,
+        change: Transition,
+        expected: i64,
+        offers: OfferPolicy,
+        audit: AuditEntry,
+    ) -> Result<Appointment, StoreError> {
+        self.write("transition_appointment", move |c| {
+            Box::pin(appointments::transition(c, id, scope, change, expected, offers, audit.clone()))
+        })
+        .await
+    }
+
+    async fn reschedule_appointment(
+        &self,
+        id: AppointmentId,
+        scope: PatientScope,
+        change: Reschedule,
+        expected: i64,
+        offers: OfferPolicy,
+        audit: AuditEntry,
+    ) -> Result<(Appointment, Appointment), StoreError> {
+        self.write("reschedule_appointment", move |c| {
+            let (change, audit) = (change.clone(), audit.clone());
+            Box::pin(async move { appointments::reschedule(c, id, scope, &change, expected, offers, audit).await })
+        })
+        .await
+    }
+
+    /// One transaction for the whole pass, as in the SQLite store.
+    async fn expire_holds(&self, now: DateTime<Utc>, limit: u32, offers: OfferPolicy) -> Result<HoldSweep, StoreError> {
+        let due = self.read("holds_due", move |c| Box::pin(appointments::holds_due(c, now, limit))).await?;
+        let mut report = HoldSweep::default();
+        for hold in due {
+            let (expired, offered) = self
+                .write("expire_hold", move |c| {
+                    let hold = hold.clone();
+                    Box::pin(async move { appointments::expire_hold(c, &hold, now, offers).await })
+                })
+                .await?;
+            report.expired += u64::from(expired);
+            report.offered += u64::from(offered);
+        }
+        Ok(report)
+    }
+
+    async fn add_waitlist_entry(&self, new: NewWaitlistEntry, audit: AuditEntry) -> Result<WaitlistEntry, StoreError> {
+        self.write("add_waitlist_entry", move |c| {
+            let (new, audit) = (new.clone(), audit.clone());
+            Box::pin(async move { waitlist::add(c, &new, audit).await })
+        })
+        .await
+    }
+
+    async fn get_waitlist_entry(&self, id: WaitlistId, scope: PatientScope) -> Result<WaitlistEntry, StoreError> {
+        self.read("get_waitlist_entry", move |c| Box::pin(waitlist::get(c, id, scope))).await
+    }
+
+    async fn list_waitlist(
+        &self,
+        patient: Option<PatientId>,
+        scope: PatientScope,
+        page: PageRequest,
+    ) -> Result<Page<WaitlistEntry>, StoreError> {
+        self.read("list_waitlist", move |c| Box::pin(waitlist::list(c, patient, scope, page))).await
+    }
+
+    async fn cancel_waitlist_entry(
+        &self,
+        id: WaitlistId,
+        scope: PatientScope,
+        audit: AuditEntry,
+    ) -> Result<WaitlistEntry, StoreError> {
+        self.write("cancel_waitlist_entry", move |c| Box::pin(waitlist::cancel(c, id, scope, audit.clone()))).await
     }
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {

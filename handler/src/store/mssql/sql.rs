@@ -88,8 +88,9 @@ pub const SPECIALTY_EXISTS: &str = "SELECT 1 AS found FROM dbo.specialties WHERE
 
 // --- patients -----------------------------------------------------------------------------
 // The owner filter is part of each statement (`PatientScope::sql_params`: mode, owner id), so a
-// row outside the caller's scope is simply not found. Mode 2 (a doctor's patients) matches
-// nothing until appointments exist to join on.
+// row outside the caller's scope is simply not found. Mode 2: a doctor sees the patients they
+// have (had) a real appointment with; a hold, a cancellation or an error entry gives no access
+// (the SQLite store's condition, word for word; `patients` is the table's exposed name).
 
 pub const PATIENT_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
 INSERT INTO dbo.patients (username, name, search_key, email, phone, date_of_birth, gender,
@@ -100,20 +101,28 @@ SELECT id FROM @t;";
 pub const PATIENT_GET: &str =
     "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
 FROM dbo.patients
-WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND 0 = 1));";
+WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND EXISTS (
+    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = patients.id AND a.doctor_id = @P3
+      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));";
 pub const PATIENT_GET_FOR_UPDATE: &str =
     "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
 FROM dbo.patients WITH (UPDLOCK, ROWLOCK)
-WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND 0 = 1));";
+WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND EXISTS (
+    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = patients.id AND a.doctor_id = @P3
+      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));";
 pub const PATIENT_BY_USERNAME: &str =
     "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
 FROM dbo.patients
-WHERE username = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND 0 = 1));";
+WHERE username = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND EXISTS (
+    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = patients.id AND a.doctor_id = @P3
+      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));";
 pub const PATIENT_LIST: &str =
     "SELECT TOP (@P3) id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
 FROM dbo.patients
 WHERE id > @P1 AND (@P2 IS NULL OR search_key LIKE @P2 ESCAPE '\\')
-  AND (@P4 = 0 OR (@P4 = 1 AND id = @P5) OR (@P4 = 2 AND 0 = 1))
+  AND (@P4 = 0 OR (@P4 = 1 AND id = @P5) OR (@P4 = 2 AND EXISTS (
+    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = patients.id AND a.doctor_id = @P5
+      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))))
 ORDER BY id;";
 pub const PATIENT_UPDATE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
 UPDATE dbo.patients
@@ -213,6 +222,212 @@ FROM dbo.doctor_time_off t JOIN dbo.doctors d ON d.id = t.doctor_id
 WHERE d.specialty_id = @P1 AND d.active = 1 AND t.starts_at < @P2 AND t.ends_at > @P3
 ORDER BY t.doctor_id, t.starts_at;";
 
+// --- appointments, idempotency_keys ---------------------------------------------------------
+// The same statements as the SQLite store's, in the same order. What makes a booking safe is the
+// booking lock: `UPDATE ... SET booking_version = booking_version + 1` on the doctor's and then
+// the patient's row, which every engine (SQL Server, Azure SQL under read committed snapshot,
+// Babelfish) holds exclusively until the transaction ends. Every statement after it reads a
+// fresh statement-level snapshot, taken once the lock was granted, so it sees what the previous
+// holder committed. No hint is needed or relied on. "Live" (occupies its slot at @now) is
+// `domain::appointment::live_sql`, written out here (a unit test checks each copy).
+
+/// The appointment columns, in the order `appointments::from_row` reads them.
+macro_rules! appointment_columns {
+    () => {
+        "id, patient_id, doctor_id, appointment_type, reason, starts_at, ends_at, blocked_start, blocked_end,
+       status, hold_expires_at, cancel_reason, rescheduled_from, rescheduled_to, waitlist_entry_id, ical_uid,
+       ical_sequence, created_at, updated_at, version"
+    };
+}
+
+/// The doctor's booking lock; the row count says whether the doctor exists.
+pub const BOOKING_LOCK_DOCTOR: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.doctors SET booking_version = booking_version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P1;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// The patient's booking lock, always taken after the doctor's.
+pub const BOOKING_LOCK_PATIENT: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.patients SET booking_version = booking_version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P1;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// A live appointment of doctor @P1 other than @P5 whose blocked range overlaps [@P4, @P2).
+/// `blocked_start >= @P3` (the range's start less the longest possible block) keeps the scan on
+/// `ix_appointments_doctor_blocked`.
+pub const APPOINTMENT_DOCTOR_BUSY: &str = "SELECT TOP (1) 1 AS busy FROM dbo.appointments
+WHERE doctor_id = @P1 AND blocked_start < @P2 AND blocked_start >= @P3 AND blocked_end > @P4
+  AND id <> @P5 AND (status IN ('booked', 'checked-in') OR (status = 'pending' AND hold_expires_at > @P6));";
+/// A live appointment of patient @P1 other than @P5 overlapping [@P4, @P2), on
+/// `ix_appointments_patient_start`.
+pub const APPOINTMENT_PATIENT_BUSY: &str = "SELECT TOP (1) 1 AS busy FROM dbo.appointments
+WHERE patient_id = @P1 AND starts_at < @P2 AND starts_at >= @P3 AND ends_at > @P4
+  AND id <> @P5 AND (status IN ('booked', 'checked-in') OR (status = 'pending' AND hold_expires_at > @P6));";
+/// A violation of the filtered unique index `ux_appointments_doctor_start` is a taken slot.
+pub const APPOINTMENT_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
+INSERT INTO dbo.appointments (patient_id, doctor_id, appointment_type, reason, starts_at, ends_at,
+                              blocked_start, blocked_end, status, hold_expires_at, rescheduled_from,
+                              waitlist_entry_id, ical_uid, ical_sequence, created_at, updated_at, version)
+OUTPUT inserted.id INTO @t (id)
+VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P9, @P10, @P11, @P12, @P13, @P14, @P15, @P15, 1);
+SELECT id FROM @t;";
+/// Scope: staff all, a patient their own, a doctor theirs.
+pub const APPOINTMENT_GET: &str = concat!(
+    "SELECT ",
+    appointment_columns!(),
+    "
+FROM dbo.appointments
+WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND patient_id = @P3) OR (@P2 = 2 AND doctor_id = @P3));"
+);
+/// How many doctor ids one `APPOINTMENT_BLOCKED` runs with (@P5 onwards); unused places are 0,
+/// which no IDENTITY id is. Fixed, so there is one statement and one plan (no table-valued
+/// parameters in tiberius; no `STRING_SPLIT` or `OPENJSON` on every engine we target).
+pub const BLOCKED_CHUNK: usize = 100;
+/// Blocked ranges of live appointments of up to [`BLOCKED_CHUNK`] doctors overlapping
+/// [@P3, @P1); `blocked_start >= @P2` keeps each doctor's scan on `ix_appointments_doctor_blocked`.
+pub const APPOINTMENT_BLOCKED: &str = "SELECT doctor_id, blocked_start, blocked_end FROM dbo.appointments
+WHERE doctor_id IN (
+    @P5, @P6, @P7, @P8, @P9, @P10, @P11, @P12, @P13, @P14,
+    @P15, @P16, @P17, @P18, @P19, @P20, @P21, @P22, @P23, @P24,
+    @P25, @P26, @P27, @P28, @P29, @P30, @P31, @P32, @P33, @P34,
+    @P35, @P36, @P37, @P38, @P39, @P40, @P41, @P42, @P43, @P44,
+    @P45, @P46, @P47, @P48, @P49, @P50, @P51, @P52, @P53, @P54,
+    @P55, @P56, @P57, @P58, @P59, @P60, @P61, @P62, @P63, @P64,
+    @P65, @P66, @P67, @P68, @P69, @P70, @P71, @P72, @P73, @P74,
+    @P75, @P76, @P77, @P78, @P79, @P80, @P81, @P82, @P83, @P84,
+    @P85, @P86, @P87, @P88, @P89, @P90, @P91, @P92, @P93, @P94,
+    @P95, @P96, @P97, @P98, @P99, @P100, @P101, @P102, @P103, @P104)
+  AND blocked_start < @P1 AND blocked_start >= @P2 AND blocked_end > @P3
+  AND (status IN ('booked', 'checked-in') OR (status = 'pending' AND hold_expires_at > @P4))
+ORDER BY doctor_id, blocked_start;";
+/// At most this many distinct statuses filter a list (all of them); unused places hold ''.
+pub const LIST_STATUSES: usize = 7;
+/// NULL parameters switch a filter off, as does @P3 = 0 for the statuses (@P4..@P10); the
+/// keyset continues after (@P13, @P14) in `(starts_at, id)` order.
+pub const APPOINTMENT_LIST: &str = concat!(
+    "SELECT TOP (@P17) ",
+    appointment_columns!(),
+    "
+FROM dbo.appointments
+WHERE (@P1 IS NULL OR patient_id = @P1) AND (@P2 IS NULL OR doctor_id = @P2)
+  AND (@P3 = 0 OR status IN (@P4, @P5, @P6, @P7, @P8, @P9, @P10))
+  AND (@P11 IS NULL OR starts_at >= @P11) AND (@P12 IS NULL OR starts_at < @P12)
+  AND (@P13 IS NULL OR starts_at > @P13 OR (starts_at = @P13 AND id > @P14))
+  AND (@P15 = 0 OR (@P15 = 1 AND patient_id = @P16) OR (@P15 = 2 AND doctor_id = @P16))
+ORDER BY starts_at, id;"
+);
+/// Compare-and-swap on the version; a hold keeps its expiry only while it stays pending.
+pub const APPOINTMENT_TRANSITION: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.appointments
+SET status = @P1, cancel_reason = COALESCE(@P2, cancel_reason),
+    hold_expires_at = CASE WHEN @P1 = 'pending' THEN hold_expires_at ELSE NULL END,
+    ical_sequence = ical_sequence + @P3, updated_at = @P4, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P5 AND version = @P6;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// A reschedule's old row steps aside (before the new one is inserted, so the unique start
+/// index never sees both).
+pub const APPOINTMENT_STEP_ASIDE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.appointments
+SET status = 'cancelled', cancel_reason = 'rescheduled', updated_at = @P1, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P2 AND version = @P3;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+pub const APPOINTMENT_LINK: &str = "UPDATE dbo.appointments SET rescheduled_to = @P1 WHERE id = @P2;";
+/// Holds expired by @P1, oldest first, at most @P2 (on `ix_appointments_holds`).
+pub const APPOINTMENT_HOLDS_DUE: &str = concat!(
+    "SELECT TOP (@P2) ",
+    appointment_columns!(),
+    "
+FROM dbo.appointments
+WHERE status = 'pending' AND hold_expires_at <= @P1
+ORDER BY hold_expires_at, id;"
+);
+/// Only a hold still at the version the sweep read and still pending is retired.
+pub const APPOINTMENT_EXPIRE_HOLD: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.appointments
+SET status = 'cancelled', cancel_reason = 'hold-expired', ical_sequence = ical_sequence + 1,
+    updated_at = @P1, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P2 AND version = @P3 AND status = 'pending';
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// The doctor's specialty, whether they take bookings, and their minimum notice (0 without a
+/// schedule).
+pub const DOCTOR_BOOKING_FACTS: &str =
+    "SELECT d.specialty_id, d.active, COALESCE(s.min_notice_minutes, 0) AS min_notice_minutes
+FROM dbo.doctors d LEFT JOIN dbo.doctor_schedules s ON s.doctor_id = d.id
+WHERE d.id = @P1;";
+pub const IDEMPOTENCY_GET: &str = "SELECT appointment_id, request_hash, created_at FROM dbo.idempotency_keys
+WHERE owner = @P1 AND idem_key = @P2;";
+/// A key past its time to live is forgotten before it is used again.
+pub const IDEMPOTENCY_DELETE: &str = "DELETE FROM dbo.idempotency_keys WHERE owner = @P1 AND idem_key = @P2;";
+/// A violation of `ux_idempotency_keys` is a request with the same key still in flight.
+pub const IDEMPOTENCY_INSERT: &str =
+    "INSERT INTO dbo.idempotency_keys (owner, idem_key, request_hash, appointment_id, created_at)
+VALUES (@P1, @P2, @P3, @P4, @P5);";
+
+// --- waitlist_entries -----------------------------------------------------------------------
+
+/// The waitlist columns, in the order `waitlist::from_row` reads them.
+macro_rules! waitlist_columns {
+    () => {
+        "id, patient_id, doctor_id, specialty_id, appointment_type, window_start, window_end, status,
+       offered_appointment_id, created_at, updated_at, version"
+    };
+}
+
+pub const WAITLIST_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
+INSERT INTO dbo.waitlist_entries (patient_id, doctor_id, specialty_id, appointment_type, window_start,
+                                  window_end, status, created_at, updated_at, version)
+OUTPUT inserted.id INTO @t (id)
+VALUES (@P1, @P2, @P3, @P4, @P5, @P6, 'active', @P7, @P7, 1);
+SELECT id FROM @t;";
+/// Scope: staff all, a patient their own, a doctor the entries naming them.
+pub const WAITLIST_GET: &str = concat!(
+    "SELECT ",
+    waitlist_columns!(),
+    "
+FROM dbo.waitlist_entries
+WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND patient_id = @P3) OR (@P2 = 2 AND doctor_id = @P3));"
+);
+pub const WAITLIST_LIST: &str = concat!(
+    "SELECT TOP (@P3) ",
+    waitlist_columns!(),
+    "
+FROM dbo.waitlist_entries
+WHERE id > @P1 AND (@P2 IS NULL OR patient_id = @P2)
+  AND (@P4 = 0 OR (@P4 = 1 AND patient_id = @P5) OR (@P4 = 2 AND doctor_id = @P5))
+ORDER BY id;"
+);
+pub const WAITLIST_CANCEL: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.waitlist_entries SET status = 'cancelled', updated_at = @P1, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P2 AND status IN ('active', 'offered');
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// Closes offer @P4 of entry @P3: taken (@P1 = 1) fulfils it, otherwise it goes back in the queue.
+pub const WAITLIST_SETTLE: &str = "UPDATE dbo.waitlist_entries
+SET status = CASE WHEN @P1 = 1 THEN 'fulfilled' ELSE 'active' END,
+    offered_appointment_id = CASE WHEN @P1 = 1 THEN offered_appointment_id ELSE NULL END,
+    updated_at = @P2, version = version + 1
+WHERE id = @P3 AND status = 'offered' AND offered_appointment_id = @P4;";
+/// The longest-waiting active entries a freed slot of doctor @P1 (specialty @P2) fits.
+pub const WAITLIST_CANDIDATES: &str = "SELECT TOP (@P8) id, patient_id FROM dbo.waitlist_entries
+WHERE status = 'active' AND (doctor_id = @P1 OR specialty_id = @P2)
+  AND window_start <= @P3 AND window_end >= @P4
+  AND (appointment_type IS NULL OR appointment_type = @P5)
+  AND patient_id <> @P6 AND id <> @P7
+ORDER BY created_at, id;";
+/// Takes an active entry for an offer, before its hold is inserted: the row count says whether
+/// it was still active (see `waitlist::offer`).
+pub const WAITLIST_CLAIM: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.waitlist_entries SET status = 'offered', updated_at = @P1, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P2 AND status = 'active';
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// Names the hold a claimed entry was offered (same transaction as the claim).
+pub const WAITLIST_OFFERED: &str = "UPDATE dbo.waitlist_entries SET offered_appointment_id = @P1
+WHERE id = @P2 AND status = 'offered';";
+
 // --- audit_events -------------------------------------------------------------------------
 
 /// The chain's tail. On SQL Server the hints make concurrent appenders queue here until the
@@ -280,7 +495,73 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("TIME_OFF_LIST", TIME_OFF_LIST),
     ("SPECIALTY_SCHEDULES", SPECIALTY_SCHEDULES),
     ("SPECIALTY_TIME_OFF", SPECIALTY_TIME_OFF),
+    ("BOOKING_LOCK_DOCTOR", BOOKING_LOCK_DOCTOR),
+    ("BOOKING_LOCK_PATIENT", BOOKING_LOCK_PATIENT),
+    ("APPOINTMENT_DOCTOR_BUSY", APPOINTMENT_DOCTOR_BUSY),
+    ("APPOINTMENT_PATIENT_BUSY", APPOINTMENT_PATIENT_BUSY),
+    ("APPOINTMENT_INSERT", APPOINTMENT_INSERT),
+    ("APPOINTMENT_GET", APPOINTMENT_GET),
+    ("APPOINTMENT_BLOCKED", APPOINTMENT_BLOCKED),
+    ("APPOINTMENT_LIST", APPOINTMENT_LIST),
+    ("APPOINTMENT_TRANSITION", APPOINTMENT_TRANSITION),
+    ("APPOINTMENT_STEP_ASIDE", APPOINTMENT_STEP_ASIDE),
+    ("APPOINTMENT_LINK", APPOINTMENT_LINK),
+    ("APPOINTMENT_HOLDS_DUE", APPOINTMENT_HOLDS_DUE),
+    ("APPOINTMENT_EXPIRE_HOLD", APPOINTMENT_EXPIRE_HOLD),
+    ("DOCTOR_BOOKING_FACTS", DOCTOR_BOOKING_FACTS),
+    ("IDEMPOTENCY_GET", IDEMPOTENCY_GET),
+    ("IDEMPOTENCY_DELETE", IDEMPOTENCY_DELETE),
+    ("IDEMPOTENCY_INSERT", IDEMPOTENCY_INSERT),
+    ("WAITLIST_INSERT", WAITLIST_INSERT),
+    ("WAITLIST_GET", WAITLIST_GET),
+    ("WAITLIST_LIST", WAITLIST_LIST),
+    ("WAITLIST_CANCEL", WAITLIST_CANCEL),
+    ("WAITLIST_SETTLE", WAITLIST_SETTLE),
+    ("WAITLIST_CANDIDATES", WAITLIST_CANDIDATES),
+    ("WAITLIST_CLAIM", WAITLIST_CLAIM),
+    ("WAITLIST_OFFERED", WAITLIST_OFFERED),
     ("AUDIT_LAST_HASH", AUDIT_LAST_HASH),
     ("AUDIT_INSERT", AUDIT_INSERT),
     ("AUDIT_LIST", AUDIT_LIST),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::appointment::live_sql;
+
+    #[test]
+    fn live_conditions_are_the_domain_rule_word_for_word() {
+        for (statement, now) in
+            [(APPOINTMENT_DOCTOR_BUSY, "@P6"), (APPOINTMENT_PATIENT_BUSY, "@P6"), (APPOINTMENT_BLOCKED, "@P4")]
+        {
+            assert!(statement.contains(&live_sql(now)), "{statement}");
+        }
+    }
+
+    /// The `@Pn` placeholders in a statement's text, in order of appearance.
+    fn placeholders(sql: &str) -> Vec<usize> {
+        sql.match_indices("@P")
+            .filter_map(|(i, _)| sql[i + 2..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn fixed_parameter_lists_match_their_sizes() {
+        let ids: Vec<usize> = placeholders(APPOINTMENT_BLOCKED).into_iter().filter(|&n| n > 4).collect();
+        assert_eq!(ids, (5..5 + BLOCKED_CHUNK).collect::<Vec<_>>(), "the doctor ids follow the four window params");
+        let list = placeholders(APPOINTMENT_LIST);
+        let statuses: Vec<usize> = (4..4 + LIST_STATUSES).collect();
+        assert!(list.windows(LIST_STATUSES).any(|w| w == statuses.as_slice()), "statuses are @P4..@P10: {list:?}");
+        assert_eq!(LIST_STATUSES, crate::domain::appointment::Status::ALL.len());
+    }
+
+    #[test]
+    fn a_doctors_patients_are_those_with_a_real_appointment() {
+        let treated = "AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow')";
+        for statement in [PATIENT_GET, PATIENT_GET_FOR_UPDATE, PATIENT_BY_USERNAME, PATIENT_LIST] {
+            assert!(statement.contains(treated) && statement.contains("a.patient_id = patients.id"), "{statement}");
+            assert!(!statement.contains("0 = 1"), "{statement}");
+        }
+    }
+}

@@ -14,6 +14,8 @@ const UNIQUE_FIELDS: &[(&str, &str)] = &[
     ("users.patient_id", "patientId"),
     ("users.doctor_id", "doctorId"),
     ("doctor_schedules.doctor_id", "doctorId"),
+    ("appointments.doctor_id", "start"),
+    ("idempotency_keys.owner", "Idempotency-Key"),
 ];
 
 pub fn map_error(e: rusqlite::Error) -> StoreError {

@@ -6,6 +6,7 @@
 //! the file queue on the busy timeout instead of failing mid-transaction. Reads use a small pool
 //! of their own connections, which WAL lets run alongside the writer.
 
+mod appointments;
 mod audit;
 mod doctors;
 mod errors;
@@ -15,16 +16,22 @@ mod rows;
 mod schedules;
 mod specialties;
 mod users;
+mod waitlist;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::{Mutex, Semaphore};
 
 use super::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
+use crate::domain::appointment::{
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, OfferPolicy, Reschedule, Transition, WaitlistEntry,
+};
 use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
@@ -33,7 +40,9 @@ use crate::domain::schedule::Interval;
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
-use crate::domain::{DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId};
+use crate::domain::{
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+};
 pub use errors::map_error;
 
 const READERS: usize = 4;
@@ -279,11 +288,89 @@ impl Store for SqliteStore {
 
     async fn blocked_intervals(
         &self,
-        _doctors: &[DoctorId],
-        _window: Interval,
+        doctors: &[DoctorId],
+        window: Interval,
+        now: DateTime<Utc>,
     ) -> Result<Vec<(DoctorId, Interval)>, StoreError> {
-        // No appointments or holds exist yet; booking adds the query here and in the mssql store.
-        Ok(Vec::new())
+        let doctors = doctors.to_vec();
+        self.read(move |c| appointments::blocked_intervals(c, &doctors, window, now)).await
+    }
+
+    async fn book_appointment(
+        &self,
+        new: NewAppointment,
+        idempotency: Option<IdempotencyKey>,
+        audit: AuditEntry,
+    ) -> Result<Booked, StoreError> {
+        self.write(move |tx| appointments::book(tx, &new, idempotency.as_ref(), audit)).await
+    }
+
+    async fn get_appointment(&self, id: AppointmentId, scope: PatientScope) -> Result<Appointment, StoreError> {
+        self.read(move |c| appointments::get(c, id, scope)).await
+    }
+
+    async fn list_appointments(
+        &self,
+        filter: AppointmentFilter,
+        scope: PatientScope,
+        after: Option<AppointmentCursor>,
+        limit: u32,
+    ) -> Result<Page<Appointment>, StoreError> {
+        self.read(move |c| appointments::list(c, &filter, scope, after, limit)).await
+    }
+
+    async fn transition_appointment(
+        &self,
+        id: AppointmentId,
+        scope: PatientScope,
+        change: Transition,
+        expected: i64,
+        offers: OfferPolicy,
+        audit: AuditEntry,
+    ) -> Result<Appointment, StoreError> {
+        self.write(move |tx| appointments::transition(tx, id, scope, change, expected, offers, audit)).await
+    }
+
+    async fn reschedule_appointment(
+        &self,
+        id: AppointmentId,
+        scope: PatientScope,
+        change: Reschedule,
+        expected: i64,
+        offers: OfferPolicy,
+        audit: AuditEntry,
+    ) -> Result<(Appointment, Appointment), StoreError> {
+        self.write(move |tx| appointments::reschedule(tx, id, scope, &change, expected, offers, audit)).await
+    }
+
+    async fn expire_holds(&self, now: DateTime<Utc>, limit: u32, offers: OfferPolicy) -> Result<HoldSweep, StoreError> {
+        self.write(move |tx| appointments::expire_holds(tx, now, limit, offers)).await
+    }
+
+    async fn add_waitlist_entry(&self, new: NewWaitlistEntry, audit: AuditEntry) -> Result<WaitlistEntry, StoreError> {
+        self.write(move |tx| waitlist::add(tx, &new, audit)).await
+    }
+
+    async fn get_waitlist_entry(&self, id: WaitlistId, scope: PatientScope) -> Result<WaitlistEntry, StoreError> {
+        self.read(move |c| waitlist::get(c, id, scope)).await
+    }
+
+    async fn list_waitlist(
+        &self,
+        patient: Option<PatientId>,
+        scope: PatientScope,
+        page: PageRequest,
+    ) -> Result<Page<WaitlistEntry>, StoreError> {
+        self.read(move |c| waitlist::list(c, patient, scope, page)).await
+    }
+
+    async fn cancel_waitlist_entry(
+        &self,
+        id: WaitlistId,
+        scope: PatientScope,
+        audit: AuditEntry,
+    ) -> Result<WaitlistEntry, StoreError> {
+        self.write(move |tx| waitlist::cancel(tx, id, scope, audit)).await
     }
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {

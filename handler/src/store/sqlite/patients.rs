@@ -9,10 +9,14 @@ use crate::domain::{Page, PageRequest, PatientId, time};
 use crate::store::{ExpectedVersion, PatientScope, StoreError};
 
 /// The owner filter, in the SQL itself (see `PatientScope::sql_params`), over parameters
-/// `?mode` and `?owner`. Mode 2 (a doctor's patients) matches nothing until appointments exist
-/// to join on.
+/// `?mode` and `?owner`. Mode 2: a doctor sees the patients they have (had) a real appointment
+/// with; a hold, a cancellation or an error entry gives no access.
 fn scope_sql(mode: u8, owner: u8) -> String {
-    format!("(?{mode} = 0 OR (?{mode} = 1 AND id = ?{owner}) OR (?{mode} = 2 AND 0 = 1))")
+    format!(
+        "(?{mode} = 0 OR (?{mode} = 1 AND id = ?{owner}) OR (?{mode} = 2 AND EXISTS (
+            SELECT 1 FROM appointments a WHERE a.patient_id = patients.id AND a.doctor_id = ?{owner}
+              AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))))"
+    )
 }
 
 const SELECT: &str = "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
