@@ -225,6 +225,12 @@ pub struct NewAppointment {
     pub now: DateTime<Utc>,
 }
 
+/// No appointment's blocked range is longer than this: the longest type plus both longest
+/// buffers, and an hour for a fall-back night. Overlap scans start this far before the range they
+/// test, so they stay on the `(doctor, blocked_start)` and `(patient, start)` indexes.
+pub const MAX_BLOCK: Duration =
+    Duration::minutes(super::doctor_schedule::MAX_TYPE_MINUTES + 2 * super::doctor_schedule::MAX_BUFFER_MINUTES + 60);
+
 /// A fresh iCalendar UID (random, so it reveals nothing about the clinic or the patient).
 pub fn new_ical_uid() -> String {
     format!("{}@patient-portal", uuid::Uuid::new_v4())

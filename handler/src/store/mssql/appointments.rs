@@ -15,26 +15,21 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, NaiveDateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use tiberius::{Row, ToSql};
 
 use super::conn::MssqlConn;
 use super::{audit, rows, sql, waitlist};
 use crate::domain::appointment::{
     Appointment, AppointmentCursor, AppointmentFilter, Booked, CancelReason, FreedSlot, IDEMPOTENCY_TTL,
-    IdempotencyKey, NewAppointment, NewRow, OfferPolicy, Refusal, Reschedule, Status, Transition, new_ical_uid,
-    system_audit,
+    IdempotencyKey, MAX_BLOCK, NewAppointment, NewRow, OfferPolicy, Refusal, Reschedule, Status, Transition,
+    new_ical_uid, system_audit,
 };
 use crate::domain::audit::{Action, Entry};
 use crate::domain::schedule::Interval;
 use crate::domain::values::LongText;
 use crate::domain::{AppointmentId, DoctorId, Page, PatientId, SpecialtyId, WaitlistId};
 use crate::store::{PatientScope, StoreError};
-
-/// No appointment's blocked range is longer than this (8 h plus two 4 h buffers), so overlap
-/// scans can start this far before the range they test and stay on the index. The SQLite
-/// store's bound, repeated (its module is private to that store).
-pub const MAX_BLOCK: Duration = Duration::hours(17);
 
 /// An instant as a `DATETIME2` parameter, at the microseconds both stores keep.
 pub(super) fn at(t: DateTime<Utc>) -> NaiveDateTime {

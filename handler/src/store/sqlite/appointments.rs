@@ -6,13 +6,13 @@
 //! serializes all writers, across processes too; the bumps are kept so both stores run the same
 //! steps in the same order.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{audit, map_error, rows, waitlist};
 use crate::domain::appointment::{
     Appointment, AppointmentCursor, AppointmentFilter, Booked, CancelReason, FreedSlot, HoldSweep, IDEMPOTENCY_TTL,
-    IdempotencyKey, NewAppointment, NewRow, OfferPolicy, Refusal, Reschedule, Status, Transition, live_sql,
+    IdempotencyKey, MAX_BLOCK, NewAppointment, NewRow, OfferPolicy, Refusal, Reschedule, Status, Transition, live_sql,
     new_ical_uid, system_audit,
 };
 use crate::domain::audit::{Action, Entry};
@@ -20,10 +20,6 @@ use crate::domain::schedule::Interval;
 use crate::domain::values::LongText;
 use crate::domain::{AppointmentId, DoctorId, Page, PatientId, WaitlistId, time};
 use crate::store::{PatientScope, StoreError};
-
-/// No appointment's blocked range is longer than this (8 h plus two 4 h buffers), so overlap
-/// scans can start this far before the range they test and stay on the index.
-pub const MAX_BLOCK: Duration = Duration::hours(17);
 
 const COLUMNS: &str = "id, patient_id, doctor_id, appointment_type, reason, starts_at, ends_at, blocked_start,
     blocked_end, status, hold_expires_at, cancel_reason, rescheduled_from, rescheduled_to, waitlist_entry_id,
