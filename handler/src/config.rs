@@ -60,6 +60,32 @@ pub struct Settings {
     pub rate_limits_enabled: bool,
     /// How long holds and waitlist offers keep their slot.
     pub booking: BookingSettings,
+    /// Where medical records are stored and how big they may be.
+    pub records: RecordSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordSettings {
+    pub storage: crate::blobs::settings::StorageSettings,
+    /// `PORTAL_RECORDS_MAX_BYTES`: the largest upload through the API (default 25 MiB).
+    pub max_bytes: u64,
+    /// `PORTAL_RECORDS_DIRECT_MAX_BYTES`: the largest direct upload to storage (default 32 MiB;
+    /// the blob trigger hands the whole file to the handler, base64 in JSON, so it must fit
+    /// `PORTAL_MAX_INVOCATION_BYTES`).
+    pub direct_max_bytes: u64,
+    /// `PORTAL_RECORDS_LINK_MINUTES`: how long upload and download links stay valid (default 10).
+    pub link_lifetime: chrono::Duration,
+}
+
+impl RecordSettings {
+    pub fn local(dir: PathBuf) -> Self {
+        RecordSettings {
+            storage: crate::blobs::settings::StorageSettings::Local { dir },
+            max_bytes: 25 * 1024 * 1024,
+            direct_max_bytes: 32 * 1024 * 1024,
+            link_lifetime: chrono::Duration::minutes(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +163,14 @@ pub const SETTING_NAMES: &[&str] = &[
     "PORTAL_BOOTSTRAP_ADMINS",
     "PORTAL_HOLD_MINUTES",
     "PORTAL_WAITLIST_OFFER_MINUTES",
+    "PORTAL_RECORDS_CONNECTION_STRING",
+    "PORTAL_RECORDS_ACCOUNT_URL",
+    "AZURE_CLIENT_ID",
+    "PORTAL_RECORDS_CONTAINER",
+    "PORTAL_RECORDS_DIR",
+    "PORTAL_RECORDS_MAX_BYTES",
+    "PORTAL_RECORDS_DIRECT_MAX_BYTES",
+    "PORTAL_RECORDS_LINK_MINUTES",
 ];
 
 /// How callers prove who they are (besides bearer tokens, see `bearer`).
@@ -252,6 +286,9 @@ impl Settings {
             ));
         }
 
+        let max_invocation_body_bytes =
+            parse_size("PORTAL_MAX_INVOCATION_BYTES", get("PORTAL_MAX_INVOCATION_BYTES"), 48 * 1024 * 1024)?;
+        let records = parse_records(&get, max_invocation_body_bytes)?;
         Ok(Settings {
             mode,
             database,
@@ -260,11 +297,7 @@ impl Settings {
             log_format,
             log_filter: get("PORTAL_LOG").unwrap_or("info").to_owned(),
             max_json_body_bytes: parse_size("PORTAL_MAX_JSON_BYTES", get("PORTAL_MAX_JSON_BYTES"), 64 * 1024)?,
-            max_invocation_body_bytes: parse_size(
-                "PORTAL_MAX_INVOCATION_BYTES",
-                get("PORTAL_MAX_INVOCATION_BYTES"),
-                48 * 1024 * 1024,
-            )?,
+            max_invocation_body_bytes,
             run_timers,
             workers: match get("PORTAL_WORKERS") {
                 Some(v) => v
@@ -296,11 +329,14 @@ impl Settings {
                     24 * 60,
                 )?,
             },
+            records,
         })
     }
 
     /// Settings for tests and tools: standalone on an ephemeral loopback port, a given SQLite file.
     pub fn for_tests(sqlite_path: PathBuf) -> Self {
+        // Record files beside the test's database, never in the working directory.
+        let records = RecordSettings::local(sqlite_path.with_file_name("records"));
         Settings {
             mode: RunMode::Standalone { address: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 0 },
             database: DatabaseSettings::Sqlite { path: sqlite_path },
@@ -324,6 +360,7 @@ impl Settings {
             rate_limits: crate::auth::rate_limit::RateLimits::default(),
             rate_limits_enabled: false,
             booking: BookingSettings::default(),
+            records,
         }
     }
 }
@@ -471,6 +508,37 @@ fn parse_bool(name: &'static str, value: Option<&str>, default: bool) -> Result<
 }
 
 /// Sizes accept plain bytes or a KB/MB/KiB/MiB suffix.
+fn parse_records<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    max_invocation_body_bytes: usize,
+) -> Result<RecordSettings, ConfigError> {
+    let storage = crate::blobs::settings::StorageSettings::parse(
+        get("PORTAL_RECORDS_CONNECTION_STRING"),
+        get("PORTAL_RECORDS_ACCOUNT_URL"),
+        get("AZURE_CLIENT_ID"),
+        get("PORTAL_RECORDS_CONTAINER").unwrap_or("medical-records"),
+        PathBuf::from(get("PORTAL_RECORDS_DIR").unwrap_or("data/records")),
+    )
+    .map_err(|(name, problem)| err(name, problem))?;
+    let max_bytes = parse_size("PORTAL_RECORDS_MAX_BYTES", get("PORTAL_RECORDS_MAX_BYTES"), 25 * 1024 * 1024)? as u64;
+    let direct_max_bytes =
+        parse_size("PORTAL_RECORDS_DIRECT_MAX_BYTES", get("PORTAL_RECORDS_DIRECT_MAX_BYTES"), 32 * 1024 * 1024)? as u64;
+    // The blob trigger delivers the file base64-encoded (4/3) inside the invocation JSON.
+    if direct_max_bytes.saturating_mul(4) / 3 + 64 * 1024 > max_invocation_body_bytes as u64 {
+        return Err(err(
+            "PORTAL_RECORDS_DIRECT_MAX_BYTES",
+            "must fit the blob trigger's payload: at most 3/4 of PORTAL_MAX_INVOCATION_BYTES, less 64 KiB",
+        ));
+    }
+    let link_lifetime = parse_minutes(
+        "PORTAL_RECORDS_LINK_MINUTES",
+        get("PORTAL_RECORDS_LINK_MINUTES"),
+        chrono::Duration::minutes(10),
+        60,
+    )?;
+    Ok(RecordSettings { storage, max_bytes, direct_max_bytes, link_lifetime })
+}
+
 fn parse_size(name: &'static str, value: Option<&str>, default: usize) -> Result<usize, ConfigError> {
     let Some(value) = value else { return Ok(default) };
     let lower = value.to_ascii_lowercase();

@@ -62,6 +62,10 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: usize },
     #[error("unsupported media type")]
     UnsupportedMediaType { expected: &'static str },
+    /// An uploaded file failed a check: 413 too large, 415 a type we do not keep or that its
+    /// name or declared type contradicts, 422 otherwise (empty, size or hash mismatch).
+    #[error("file rejected")]
+    FileRejected(crate::domain::record::RejectReason),
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable")]
@@ -115,6 +119,7 @@ impl ApiError {
             ApiError::Refused(r) => r.code(),
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::FileRejected(r) => r.code(),
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -141,6 +146,7 @@ impl ApiError {
                 format!("the request body is larger than the limit of {limit_bytes} bytes")
             }
             ApiError::UnsupportedMediaType { expected } => format!("the request body must be {expected}"),
+            ApiError::FileRejected(r) => r.message().into(),
             ApiError::TooManyRequests { retry_after_secs } => {
                 format!("too many requests; retry after {retry_after_secs} seconds")
             }
@@ -164,6 +170,7 @@ impl ResponseError for ApiError {
             ApiError::Refused(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::FileRejected(r) => StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -187,6 +194,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { fields, .. } | ApiError::Validation(fields) => fields.clone(),
             ApiError::Conflict { field: Some(field), message } => vec![FieldError::new(field.clone(), message.clone())],
             ApiError::Refused(r) => r.field().map(|f| vec![FieldError::new(f, r.message())]).unwrap_or_default(),
+            ApiError::FileRejected(r) => vec![FieldError::new(r.field(), r.message())],
             _ => Vec::new(),
         };
         let body = ErrorBody {
@@ -223,6 +231,23 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+impl From<crate::blobs::BlobError> for ApiError {
+    fn from(e: crate::blobs::BlobError) -> Self {
+        use crate::blobs::BlobError;
+        use crate::domain::record::RejectReason;
+        match e {
+            BlobError::TooLarge { limit } => {
+                ApiError::PayloadTooLarge { limit_bytes: usize::try_from(limit).unwrap_or(usize::MAX) }
+            }
+            BlobError::Unsupported => ApiError::FileRejected(RejectReason::UnsupportedType),
+            BlobError::Body(_) => ApiError::bad_request("the request body could not be read to its end"),
+            BlobError::NotFound => ApiError::NotFound,
+            BlobError::Unavailable(cause) => ApiError::Unavailable(cause),
+            BlobError::Exists | BlobError::Other(_) => ApiError::Internal(Box::new(e)),
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {

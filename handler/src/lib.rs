@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod blobs;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -86,7 +86,8 @@ async fn run(command: Command, mut settings: Settings) -> Result<(), String> {
         }
         Command::SeedDemo => {
             let store = store::open(&settings.database).await.map_err(|e| chain(&e))?;
-            let report = demo::seed(store.as_ref()).await.map_err(|e| chain(&e))?;
+            let records = handler::blobs::open(&settings.records.storage).await.map_err(|e| chain(&e))?;
+            let report = demo::seed(store.as_ref(), records.as_ref()).await.map_err(|e| chain(&e))?;
             println!("demo clinic loaded: {} rows created, {} already present", report.created, report.already_present);
             Ok(())
         }
@@ -99,7 +100,8 @@ async fn run(command: Command, mut settings: Settings) -> Result<(), String> {
             }
             let store = store::open_for_serving(&settings.database).await.map_err(|e| chain(&e))?;
             if demo_data {
-                let report = demo::seed(store.as_ref()).await.map_err(|e| chain(&e))?;
+                let records = handler::blobs::open(&settings.records.storage).await.map_err(|e| chain(&e))?;
+                let report = demo::seed(store.as_ref(), records.as_ref()).await.map_err(|e| chain(&e))?;
                 tracing::info!(created = report.created, already_present = report.already_present, "demo data loaded");
             }
             let app = Application::build_with_store(settings, store.clone()).await.map_err(|e| chain(&e))?;

@@ -33,6 +33,9 @@ pub struct AppState {
     /// "Now" for slot rules (notice, horizon); the system clock unless a test pins it.
     pub clock: crate::domain::time::Clock,
     pub booking: crate::config::BookingSettings,
+    /// Where record files live (local folder or Blob Storage).
+    pub records: Arc<dyn crate::blobs::RecordStorage>,
+    pub record_limits: crate::config::RecordSettings,
 }
 
 impl AppState {
@@ -58,6 +61,8 @@ pub enum StartupError {
     Timer(#[from] timers::TimerError),
     #[error("bearer token validation could not be set up: {0}")]
     Auth(String),
+    #[error("record storage could not be set up")]
+    Records(#[from] crate::blobs::BlobError),
 }
 
 pub struct Application {
@@ -97,6 +102,8 @@ impl Application {
             started: Instant::now(),
             clock: Default::default(),
             booking: settings.booking,
+            records: crate::blobs::open(&settings.records.storage).await?,
+            record_limits: settings.records.clone(),
         });
         let keys = web::Data::from(KeyPolicy::new(if standalone { &settings.function_keys } else { &[] }));
         let cors = settings.cors.clone();

@@ -158,6 +158,19 @@ const TABLE: &[Row] = &[
     // A doctor without appointments has no patients: every patient id is a 404.
     ("Patient",     "GET",   [Same(E401), Same(E401), Same(E403),   split(OK, E404),   Same(E404),        Same(OK),      Same(OK)]),
     ("Patient",     "PATCH", [Same(E401), Same(E401), Same(E403),   split(OK, E404),   Same(E404),        Same(OK),      Same(OK)]),
+    // Records: whoever may see the patient sees their records (doctor 1 treats nobody, so every
+    // record is a 404 to them); only the patient and staff delete one.
+    ("PatientRecords", "GET",  [Same(E401), Same(E401), Same(E403), split(OK, E404),   Same(E404),        Same(OK),      Same(OK)]),
+    ("PatientRecords", "POST", [Same(E401), Same(E401), Same(E403), split(CREATED, E404), Same(E404),     Same(CREATED), Same(CREATED)]),
+    ("PatientRecordUpload", "POST", [Same(E401), Same(E401), Same(E403), split(CREATED, E404), Same(E404), Same(CREATED), Same(CREATED)]),
+    // The original article's route names patient 1 by username.
+    ("UploadMedicalRecord", "POST", [Same(E401), Same(E401), Same(E403), Same(CREATED), Same(E404),     Same(CREATED), Same(CREATED)]),
+    ("Record",      "GET",    [Same(E401), Same(E401), Same(E403),   split(OK, E404),   Same(E404),        Same(OK),      Same(OK)]),
+    ("Record",      "DELETE", [Same(E401), Same(E401), Same(E403),   split(OK, E404),   Same(E403),        Same(OK),      Same(OK)]),
+    ("RecordDownload", "GET", [Same(E401), Same(E401), Same(E403),   split(OK, E404),   Same(E404),        Same(OK),      Same(OK)]),
+    // A signed link is the permission: whoever holds one (minted for the admin) may use it.
+    ("RecordContent", "GET",  [Same(OK),   Same(OK),   Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("RecordContent", "PUT",  [Same(CREATED), Same(CREATED), Same(CREATED), Same(CREATED), Same(CREATED), Same(CREATED), Same(CREATED)]),
     ("Users",       "GET",   [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(E403),    Same(OK)]),
     ("Users",       "POST",  [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(E403),    Same(CREATED)]),
     ("User",        "PATCH", [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(E403),    Same(OK)]),
@@ -236,6 +249,7 @@ struct Clinic {
     staff: reqwest::Client,
     admin: reqwest::Client,
     counter: AtomicUsize,
+    upload_links: std::sync::Mutex<std::collections::HashMap<i64, String>>,
 }
 
 async fn create_user(app: &TestApp, body: Value) -> i64 {
@@ -291,6 +305,7 @@ impl Clinic {
             staff: client_as(Some(STAFF_SUBJECT)),
             admin: client_as(Some(ADMIN_SUBJECT)),
             counter: AtomicUsize::new(0),
+            upload_links: Default::default(),
         };
         // One past (cancelled) appointment and one waitlist entry for each patient with "their"
         // doctor, so the lists have something to narrow.
@@ -299,6 +314,10 @@ impl Clinic {
             created(clinic.app.post_json("/api/waitlist", &waitlist_body(p, d)).await).await;
         }
         clinic.cancel_live_appointments().await;
+        // And one record each.
+        for p in [p1, p2] {
+            created(upload_as(&clinic.app.client, &clinic.app, p).await).await;
+        }
         clinic
     }
 
@@ -336,12 +355,46 @@ impl Clinic {
         let resource = strip_prefix(route);
         if resource.starts_with("appointments/") {
             Some(self.book(patient, doctor).await)
+        } else if resource.starts_with("records/")
+            && route.function == "RecordContent"
+            && route.method.as_str() == "PUT"
+        {
+            Some(self.reserve_record(patient).await)
+        } else if resource.starts_with("records/") {
+            let res = upload_as(&self.app.client, &self.app, patient).await;
+            Some(created(res).await["id"].as_i64().unwrap())
         } else if resource.starts_with("waitlist/") {
             let entry = created(self.app.post_json("/api/waitlist", &waitlist_body(patient, doctor)).await).await;
             Some(entry["id"].as_i64().unwrap())
         } else {
             None
         }
+    }
+
+    /// Reserves a direct upload (as the admin) and keeps its link for the cell.
+    async fn reserve_record(&self, patient: i64) -> i64 {
+        let res = self
+            .app
+            .post_json(&format!("/api/patients/{patient}/records/upload-url"), &json!({"fileName": "m.pdf"}))
+            .await;
+        assert_eq!(res.status(), 201);
+        let reserved: Value = res.json().await.unwrap();
+        let id = reserved["record"]["id"].as_i64().unwrap();
+        let url = reserved["uploadUrl"].as_str().unwrap().to_owned();
+        self.upload_links.lock().unwrap().insert(id, url);
+        id
+    }
+
+    /// The path and query of a record's content link: a fresh download link (minted for the
+    /// admin), or the upload link its reservation answered.
+    async fn content_link(&self, route: &ApiRoute, record: i64) -> String {
+        let url = if route.method.as_str() == "PUT" {
+            self.upload_links.lock().unwrap().remove(&record).expect("a reserved upload")
+        } else {
+            let link = ok_json(self.app.get(&format!("/api/records/{record}/download-url")).await).await;
+            link["url"].as_str().unwrap().to_owned()
+        };
+        url.split_once("/api/").map(|(_, rest)| format!("/api/{rest}")).expect("a handler link")
     }
 
     fn next(&self) -> usize {
@@ -424,10 +477,39 @@ impl Clinic {
             }
             ("Waitlist", "POST") => waitlist_body(p1, d1),
             ("WaitlistEntry", "DELETE") => return None,
+            // Raw file bodies: see `raw_body`.
+            ("PatientRecords", "POST") | ("UploadMedicalRecord", "POST") | ("RecordContent", "PUT") => return None,
+            ("PatientRecordUpload", "POST") => json!({"fileName": format!("matrix-{n}.pdf"), "category": "letter"}),
+            ("Record", "DELETE") => json!({"reason": "duplicate"}),
             (f, m) => panic!("no request body for {f} {m}: add one to Clinic::body"),
         };
         Some(body)
     }
+}
+
+/// A small PDF.
+fn letter() -> Vec<u8> {
+    handler::demo::files::pdf("Matrix letter", &["Made by the access matrix."])
+}
+
+/// An upload of [`letter`] for `patient` by `client`.
+async fn upload_as(client: &reqwest::Client, app: &TestApp, patient: i64) -> reqwest::Response {
+    client
+        .post(app.url(&format!("/api/patients/{patient}/records")))
+        .header("x-file-name", "matrix.pdf")
+        .header("content-type", "application/pdf")
+        .body(letter())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Routes whose body is the file itself.
+fn raw_body(route: &ApiRoute) -> bool {
+    matches!(
+        (route.function, route.method.as_str()),
+        ("PatientRecords", "POST") | ("UploadMedicalRecord", "POST") | ("RecordContent", "PUT")
+    )
 }
 
 /// A valid weekly schedule; `version` for a replacing put.
@@ -508,6 +590,30 @@ fn check_body(
                 return Err(format!("the list holds patients {:?}, doctors {:?}", of("patientId"), of("doctorId")));
             }
         }
+        ("PatientRecords", "GET") => {
+            let items = body["items"].as_array().ok_or("no items")?;
+            if items.is_empty() || items.iter().any(|r| r["patientId"].as_i64() != target) {
+                return Err(format!("the list holds {body} for patient {target:?}"));
+            }
+        }
+        ("PatientRecords", "POST") if body["patientId"].as_i64() != target => {
+            return Err(format!("stored a record of patient {} for {target:?}", body["patientId"]));
+        }
+        ("UploadMedicalRecord", _) if body["patientId"] != json!(p1) => {
+            return Err(format!("stored a record of patient {} for {p1}", body["patientId"]));
+        }
+        ("PatientRecordUpload", _) if body["record"]["patientId"].as_i64() != target => {
+            return Err(format!("reserved a record of patient {} for {target:?}", body["record"]["patientId"]));
+        }
+        ("Record", "GET") | ("RecordContent", "PUT") if body["id"].as_i64() != target => {
+            return Err(format!("answered record {} for {target:?}", body["id"]));
+        }
+        ("RecordContent", "PUT") if body["status"] != "available" => {
+            return Err(format!("status {} after the upload", body["status"]));
+        }
+        ("Record", "DELETE") if body["status"] != "deleted" => {
+            return Err(format!("status {} after deleting", body["status"]));
+        }
         ("Appointments", "POST") if body["patientId"] != json!(p1) || body["status"] != "booked" => {
             return Err(format!("booked {} for patient {}", body["status"], body["patientId"]));
         }
@@ -546,6 +652,12 @@ async fn run_cell(clinic: &Clinic, route: &ApiRoute, caller: Caller, owner: Owne
     if route.function == "Slots" {
         path = format!("{path}?specialty={}", clinic.specialties[0]);
     }
+    if route.function == "UploadMedicalRecord" {
+        path = format!("{path}?filename=matrix.pdf&patientUsername=matrix-p1&contentType=application/pdf");
+    }
+    if route.function == "RecordContent" {
+        path = clinic.content_link(route, target.expect("a record")).await;
+    }
     let method = Method::from_bytes(route.method.as_str().as_bytes()).unwrap();
     let mut request = clinic.client(caller, n).request(method, clinic.app.url(&path));
     if let Some(mut body) = clinic.body(route, caller, owner, n).await {
@@ -554,7 +666,14 @@ async fn run_cell(clinic: &Clinic, route: &ApiRoute, caller: Caller, owner: Owne
             let current = ok_json(clinic.app.get(&path).await).await;
             body["version"] = current["version"].clone();
         }
+        if route.function == "Record" {
+            let current = ok_json(clinic.app.get(&path).await).await;
+            body["version"] = current["version"].clone();
+        }
         request = request.json(&body);
+    }
+    if raw_body(route) {
+        request = request.header("x-file-name", "matrix.pdf").header("content-type", "application/pdf").body(letter());
     }
     let res = request.send().await.map_err(|e| format!("{path}: no answer ({e})"))?;
     let status = res.status().as_u16();

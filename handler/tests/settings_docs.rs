@@ -35,9 +35,22 @@ fn example_values() -> HashMap<String, String> {
         .collect()
 }
 
+/// The connection the `RecordUploaded` blob trigger names: read by the host, not the handler.
+const BLOB_TRIGGER_CONNECTION: &str = "RecordsStorage";
+
 /// Settings of the Functions platform itself, which the handler does not read.
 fn is_platform_setting(name: &str) -> bool {
-    name == "FUNCTIONS_WORKER_RUNTIME" || name.starts_with("AzureWebJobs")
+    name == "FUNCTIONS_WORKER_RUNTIME" || name.starts_with("AzureWebJobs") || name == BLOB_TRIGGER_CONNECTION
+}
+
+#[test]
+fn the_blob_trigger_connection_is_the_one_the_example_sets() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions/RecordUploaded/function.json"))
+            .expect("RecordUploaded/function.json");
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(manifest["bindings"][0]["connection"], BLOB_TRIGGER_CONNECTION);
+    assert_eq!(example_values()[BLOB_TRIGGER_CONNECTION], "UseDevelopmentStorage=true");
 }
 
 #[test]

@@ -20,12 +20,15 @@ use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use handler::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
 use handler::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use handler::domain::record::{
+    BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
+};
 use handler::domain::schedule::Interval;
 use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
 use handler::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
 };
 use handler::store::mssql::{ConnectionManager, ConnectionSettings, MssqlStore};
 use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
@@ -293,6 +296,50 @@ impl Store for ScratchStore {
         audit: AuditEntry,
     ) -> Result<WaitlistEntry, StoreError> {
         self.s().cancel_waitlist_entry(id, scope, audit).await
+    }
+    async fn reserve_record(&self, new: NewRecord, audit: AuditEntry) -> Result<MedicalRecord, StoreError> {
+        self.s().reserve_record(new, audit).await
+    }
+    async fn finish_record(
+        &self,
+        id: RecordId,
+        outcome: RecordOutcome,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<(MedicalRecord, bool), StoreError> {
+        self.s().finish_record(id, outcome, now, audit).await
+    }
+    async fn discard_record(&self, id: RecordId) -> Result<(), StoreError> {
+        self.s().discard_record(id).await
+    }
+    async fn get_record(&self, id: RecordId, scope: PatientScope) -> Result<MedicalRecord, StoreError> {
+        self.s().get_record(id, scope).await
+    }
+    async fn record_by_blob(&self, blob: &BlobName) -> Result<Option<MedicalRecord>, StoreError> {
+        self.s().record_by_blob(blob).await
+    }
+    async fn list_records(
+        &self,
+        patient: PatientId,
+        filter: RecordFilter,
+        scope: PatientScope,
+        page: NewestFirst,
+    ) -> Result<Page<MedicalRecord>, StoreError> {
+        self.s().list_records(patient, filter, scope, page).await
+    }
+    async fn delete_record(
+        &self,
+        id: RecordId,
+        scope: PatientScope,
+        reason: DeleteReason,
+        expected: i64,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<MedicalRecord, StoreError> {
+        self.s().delete_record(id, scope, reason, expected, now, audit).await
+    }
+    async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<MedicalRecord>, StoreError> {
+        self.s().expired_uploads(now, limit).await
     }
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {
         self.s().user_by_subject(subject).await

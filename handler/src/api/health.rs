@@ -1,7 +1,7 @@
 //! Liveness plus the state of each dependency. Reports kinds and latencies only, never
 //! connection strings, hosts or keys.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
@@ -27,28 +27,50 @@ struct Health {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Checks {
     database: Check,
+    record_storage: Check,
+}
+
+/// A dependency that has not answered by then counts as down: a health probe must answer.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs one check, timing it; failures are logged here with their cause (never in the body).
+async fn check<E: std::error::Error + 'static>(
+    name: &'static str,
+    provider: &'static str,
+    probe: impl std::future::Future<Output = Result<(), E>>,
+) -> Check {
+    let started = Instant::now();
+    let result = tokio::time::timeout(CHECK_TIMEOUT, probe).await;
+    let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    let up = match result {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(check = name, cause = %crate::error::error_chain(&e), "health check failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(check = name, "health check timed out");
+            false
+        }
+    };
+    Check { status: if up { "up" } else { "down" }, provider, latency_ms }
 }
 
 pub async fn get(state: web::Data<AppState>) -> HttpResponse {
-    let started = Instant::now();
-    let db = state.store.ping().await;
-    let database = Check {
-        status: if db.is_ok() { "up" } else { "down" },
-        provider: state.store.provider(),
-        latency_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
-    };
-    if let Err(e) = &db {
-        tracing::warn!(cause = %crate::error::error_chain(e), "health: database check failed");
-    }
-    let healthy = db.is_ok();
+    let (database, record_storage) = tokio::join!(
+        check("database", state.store.provider(), state.store.ping()),
+        check("recordStorage", state.records.kind(), state.records.ping()),
+    );
+    let healthy = database.status == "up" && record_storage.status == "up";
     let body = Health {
         status: if healthy { "healthy" } else { "unhealthy" },
         version: env!("CARGO_PKG_VERSION"),
         mode: state.mode_name(),
         uptime_seconds: state.started.elapsed().as_secs(),
-        checks: Checks { database },
+        checks: Checks { database, record_storage },
     };
     if healthy { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

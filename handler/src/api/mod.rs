@@ -10,6 +10,7 @@ pub mod health;
 pub mod input;
 pub mod me;
 pub mod patients;
+pub mod records;
 pub mod schedules;
 pub mod specialties;
 pub mod users;
@@ -135,6 +136,15 @@ pub fn routes() -> Vec<ApiRoute> {
         route!("Patients", POST, "patients", Function, Register, true, SignIn, patients::create),
         route!("Patient", GET, "patients/{id:int}", Function, PatientRecords, true, General, patients::get),
         route!("Patient", PATCH, "patients/{id:int}", Function, PatientRecords, true, General, patients::update),
+        route!("PatientRecords", GET, "patients/{id:int}/records", Function, PatientRecords, true, General, records::list),
+        route!("PatientRecords", POST, "patients/{id:int}/records", Function, PatientRecords, true, Upload, records::upload),
+        route!("PatientRecordUpload", POST, "patients/{id:int}/records/upload-url", Function, PatientRecords, true, Upload, records::reserve_upload),
+        route!("UploadMedicalRecord", POST, "upload/medical-records", Function, PatientRecords, true, Upload, records::legacy_upload),
+        route!("Record", GET, "records/{id:int}", Function, PatientRecords, true, General, records::get),
+        route!("Record", DELETE, "records/{id:int}", Function, PatientRecords, true, General, records::delete),
+        route!("RecordDownload", GET, "records/{id:int}/download-url", Function, PatientRecords, true, General, records::download_url),
+        route!("RecordContent", GET, "records/{id:int}/content", Anonymous, Anonymous, true, General, records::content),
+        route!("RecordContent", PUT, "records/{id:int}/content", Anonymous, Anonymous, true, Upload, records::put_content),
         route!("Users", GET, "users", Function, Admin, false, General, users::list),
         route!("Users", POST, "users", Function, Admin, false, General, users::create),
         route!("User", PATCH, "users/{id:int}", Function, Admin, false, General, users::update),

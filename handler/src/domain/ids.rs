@@ -43,6 +43,7 @@ id_type!(AuditId);
 id_type!(TimeOffId);
 id_type!(AppointmentId);
 id_type!(WaitlistId);
+id_type!(RecordId);
 
 #[cfg(test)]
 mod tests {

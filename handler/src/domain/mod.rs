@@ -5,17 +5,19 @@ pub mod appointment;
 pub mod audit;
 pub mod doctor;
 pub mod doctor_schedule;
+pub mod file_kind;
 pub mod ical;
 pub mod ids;
 pub mod page;
 pub mod patient;
+pub mod record;
 pub mod schedule;
 pub mod specialty;
 pub mod time;
 pub mod user;
 pub mod values;
 
-pub use ids::{AppointmentId, AuditId, DoctorId, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId};
+pub use ids::{AppointmentId, AuditId, DoctorId, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId};
 pub use page::{Page, PageRequest};
 
 use crate::error::FieldError;

@@ -4,6 +4,7 @@
 
 pub mod manifest;
 pub mod payload;
+pub mod record_uploaded;
 pub mod reminder_sweep;
 pub mod timers;
 
@@ -27,7 +28,10 @@ pub struct Invocation {
 
 /// Every non-HTTP function the handler serves.
 pub fn invocations() -> Vec<Invocation> {
-    vec![Invocation { function: "ReminderSweep", run: |state, req| Box::pin(reminder_sweep::invoke(state, req)) }]
+    vec![
+        Invocation { function: "ReminderSweep", run: |state, req| Box::pin(reminder_sweep::invoke(state, req)) },
+        Invocation { function: "RecordUploaded", run: |state, req| Box::pin(record_uploaded::invoke(state, req)) },
+    ]
 }
 
 /// Size limit for invocation payloads (blob content arrives base64-inflated in them).

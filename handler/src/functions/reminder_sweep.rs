@@ -35,10 +35,14 @@ pub struct SweepReport {
     pub failed: u64,
     pub holds_expired: u64,
     pub waitlist_offers: u64,
+    /// Reserved uploads whose window closed (checked if the file came, else rejected).
+    pub uploads_expired: u64,
 }
 
 /// Holds retired per sweep at most; the rest wait for the next tick (every five minutes).
 const HOLDS_PER_SWEEP: u32 = 1000;
+/// Expired upload reservations retired per sweep at most.
+const UPLOADS_PER_SWEEP: u32 = 100;
 
 pub async fn invoke(state: web::Data<AppState>, req: InvokeRequest) -> Result<InvokeResponse, ApiError> {
     let timer = TimerInfo::from_value(req.binding(binding_name()).as_ref()).map_err(|e| ApiError::bad_request(e.0))?;
@@ -52,16 +56,18 @@ pub async fn invoke(state: web::Data<AppState>, req: InvokeRequest) -> Result<In
         failed = report.failed,
         holds_expired = report.holds_expired,
         waitlist_offers = report.waitlist_offers,
+        uploads_expired = report.uploads_expired,
         "sweep finished"
     );
     let mut response = InvokeResponse::with_logs(vec![format!(
-        "reminder sweep: {} claimed, {} sent, {} voided, {} failed, {} holds expired, {} waitlist offers{}",
+        "reminder sweep: {} claimed, {} sent, {} voided, {} failed, {} holds expired, {} waitlist offers, {} uploads expired{}",
         report.claimed,
         report.sent,
         report.voided,
         report.failed,
         report.holds_expired,
         report.waitlist_offers,
+        report.uploads_expired,
         if report.past_due { " (past due)" } else { "" }
     )]);
     response.return_value = Some(json!(report));
@@ -75,10 +81,12 @@ pub async fn sweep(state: &AppState, timer: &TimerInfo) -> Result<SweepReport, A
     state.store.ping().await?;
     let offers = OfferPolicy { hold: state.booking.waitlist_offer };
     let holds = state.store.expire_holds(state.clock.now(), HOLDS_PER_SWEEP, offers).await?;
+    let uploads = crate::api::records::expire_uploads(state, crate::domain::time::now(), UPLOADS_PER_SWEEP).await?;
     Ok(SweepReport {
         past_due: timer.is_past_due,
         holds_expired: holds.expired,
         waitlist_offers: holds.offered,
+        uploads_expired: uploads,
         ..SweepReport::default()
     })
 }

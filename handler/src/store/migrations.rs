@@ -42,6 +42,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 2, "access"),
     migration!("sqlite", 3, "schedules"),
     migration!("sqlite", 4, "appointments"),
+    migration!("sqlite", 5, "records"),
 ];
 
 /// Same version numbers as [`SQLITE`]; a test checks that the two lists and folders match.
@@ -50,6 +51,7 @@ pub const MSSQL: &[Migration] = &[
     migration!("mssql", 2, "access"),
     migration!("mssql", 3, "schedules"),
     migration!("mssql", 4, "appointments"),
+    migration!("mssql", 5, "records"),
 ];
 
 /// The migrations still to apply, given what `schema_migrations` records as `(version, checksum)`.

@@ -19,12 +19,15 @@ use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use crate::domain::record::{
+    BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
+};
 use crate::domain::schedule::Interval;
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
 use crate::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -278,6 +281,48 @@ pub trait Store: Send + Sync + 'static {
         scope: PatientScope,
         audit: AuditEntry,
     ) -> Result<WaitlistEntry, StoreError>;
+
+    /// Reserves a record (`pending`) for a file about to be stored, with its audit row
+    /// (resource id filled in); `Reference{patientId}` if the patient does not exist.
+    async fn reserve_record(&self, new: NewRecord, audit: AuditEntry) -> Result<MedicalRecord, StoreError>;
+    /// Ends a pending record (available or rejected), compare-and-swap on `pending`. A record
+    /// that already ended comes back unchanged with `false`, so a redelivered trigger is
+    /// harmless; the audit row is written only with a change (resource id filled in).
+    async fn finish_record(
+        &self,
+        id: RecordId,
+        outcome: RecordOutcome,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<(MedicalRecord, bool), StoreError>;
+    /// Removes a pending reservation whose file was never kept (an upload that failed on the
+    /// way); `NotFound` unless it is pending.
+    async fn discard_record(&self, id: RecordId) -> Result<(), StoreError>;
+    /// Any status but deleted, inside the scope.
+    async fn get_record(&self, id: RecordId, scope: PatientScope) -> Result<MedicalRecord, StoreError>;
+    /// The record a blob belongs to, whatever its status (for the blob trigger).
+    async fn record_by_blob(&self, blob: &BlobName) -> Result<Option<MedicalRecord>, StoreError>;
+    /// One patient's records, newest first (`NotFound` if the patient is outside the scope).
+    async fn list_records(
+        &self,
+        patient: PatientId,
+        filter: RecordFilter,
+        scope: PatientScope,
+        page: NewestFirst,
+    ) -> Result<Page<MedicalRecord>, StoreError>;
+    /// Soft-deletes an available or rejected record, compare-and-swap on `expected`:
+    /// `StaleVersion`, or `Refused(IllegalTransition)` while pending.
+    async fn delete_record(
+        &self,
+        id: RecordId,
+        scope: PatientScope,
+        reason: DeleteReason,
+        expected: i64,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<MedicalRecord, StoreError>;
+    /// Pending reservations whose upload window closed before `now`, oldest first.
+    async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<MedicalRecord>, StoreError>;
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError>;
     async fn get_user(&self, id: UserId) -> Result<User, StoreError>;

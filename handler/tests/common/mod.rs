@@ -18,12 +18,15 @@ use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use handler::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
 use handler::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use handler::domain::record::{
+    BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
+};
 use handler::domain::schedule::Interval;
 use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
 use handler::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
 };
 use handler::startup::{AppState, Application};
 use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
@@ -535,6 +538,50 @@ impl Store for DownStore {
     async fn list_audit(&self, _: AuditFilter, _: PageRequest) -> Result<Page<AuditEvent>, StoreError> {
         self.fail()
     }
+    async fn reserve_record(&self, _: NewRecord, _: AuditEntry) -> Result<MedicalRecord, StoreError> {
+        self.fail()
+    }
+    async fn finish_record(
+        &self,
+        _: RecordId,
+        _: RecordOutcome,
+        _: DateTime<Utc>,
+        _: AuditEntry,
+    ) -> Result<(MedicalRecord, bool), StoreError> {
+        self.fail()
+    }
+    async fn discard_record(&self, _: RecordId) -> Result<(), StoreError> {
+        self.fail()
+    }
+    async fn get_record(&self, _: RecordId, _: PatientScope) -> Result<MedicalRecord, StoreError> {
+        self.fail()
+    }
+    async fn record_by_blob(&self, _: &BlobName) -> Result<Option<MedicalRecord>, StoreError> {
+        self.fail()
+    }
+    async fn list_records(
+        &self,
+        _: PatientId,
+        _: RecordFilter,
+        _: PatientScope,
+        _: NewestFirst,
+    ) -> Result<Page<MedicalRecord>, StoreError> {
+        self.fail()
+    }
+    async fn delete_record(
+        &self,
+        _: RecordId,
+        _: PatientScope,
+        _: DeleteReason,
+        _: i64,
+        _: DateTime<Utc>,
+        _: AuditEntry,
+    ) -> Result<MedicalRecord, StoreError> {
+        self.fail()
+    }
+    async fn expired_uploads(&self, _: DateTime<Utc>, _: u32) -> Result<Vec<MedicalRecord>, StoreError> {
+        self.fail()
+    }
 }
 
 /// The bad bodies every JSON endpoint must refuse with 400 (not JSON, not an object, empty).
@@ -608,4 +655,35 @@ pub async fn refuses_unknown_and_password_fields(app: &TestApp, method: Method, 
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
+}
+
+/// Azurite's blob endpoint (…/devstoreaccount1) from `scripts/test`, which starts it and sets
+/// `PORTAL_TEST_AZURITE_BLOB`. Without it the Azure cases are skipped, except in CI, where they
+/// must run.
+pub fn azurite_endpoint() -> Option<String> {
+    match std::env::var("PORTAL_TEST_AZURITE_BLOB").ok().filter(|v| !v.is_empty()) {
+        Some(e) => Some(e),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI must run the Azure storage cases: run the tests through scripts/test, which starts Azurite")
+        }
+        None => {
+            eprintln!("PORTAL_TEST_AZURITE_BLOB is not set: Azure storage cases skipped (scripts/test sets it)");
+            None
+        }
+    }
+}
+
+/// Storage settings for Azurite at `endpoint` with a fresh container, through the same
+/// connection-string parsing a deployment uses.
+pub fn azurite_settings(endpoint: &str) -> handler::blobs::settings::StorageSettings {
+    let proxy = endpoint.trim_end_matches("/devstoreaccount1");
+    let container = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
+    handler::blobs::settings::StorageSettings::parse(
+        Some(&format!("UseDevelopmentStorage=true;DevelopmentStorageProxyUri={proxy}")),
+        None,
+        None,
+        &container,
+        Default::default(),
+    )
+    .expect("Azurite settings parse")
 }

@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod appointments;
+pub mod records;
 pub use appointments::*;
+pub use records::*;
 
 use std::sync::Arc;
 
@@ -49,7 +51,7 @@ fn updated() -> Entry {
     audit(Action::Update, "patient")
 }
 
-async fn all_audit(store: &Arc<dyn Store>) -> Vec<handler::domain::audit::Event> {
+pub async fn all_audit(store: &Arc<dyn Store>) -> Vec<handler::domain::audit::Event> {
     store.list_audit(AuditFilter::default(), PageRequest { after: 0, limit: 100 }).await.unwrap().items
 }
 
@@ -731,7 +733,10 @@ macro_rules! contract_tests {
             transitions_follow_the_lifecycle_with_compare_and_swap, concurrent_transitions_one_wins,
             reschedule_moves_only_into_a_free_slot, concurrent_reschedules_into_one_slot_one_wins,
             lists_page_by_start_then_id_within_scope, doctors_see_patients_they_treat,
-            freed_slots_go_to_the_waitlist_in_order, slots_too_soon_are_not_offered);
+            freed_slots_go_to_the_waitlist_in_order, slots_too_soon_are_not_offered,
+            records_are_reserved_then_finished_once, records_need_a_patient_and_a_blob_of_their_own,
+            records_list_newest_first_inside_the_scope, only_pending_reservations_are_discarded,
+            soft_deletion_is_compare_and_swap, expired_reservations_come_oldest_first, concurrent_endings_one_wins);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(

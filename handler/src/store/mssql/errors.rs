@@ -25,6 +25,8 @@ const UNIQUE_FIELDS: &[(&str, &str)] = &[
     // A second request with the same key while the first is in flight; `appointments::book`
     // makes it `Refused(IdempotencyKeyInFlight)`.
     ("ux_idempotency_keys", "Idempotency-Key"),
+    // Blob names are fresh UUIDs: a clash is a bug upstream, never a user's duplicate.
+    ("ux_medical_records_blob", "blobName"),
 ];
 
 /// The audit chain's "one successor per row" key. A violation is not a duplicate the caller

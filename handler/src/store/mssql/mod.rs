@@ -20,6 +20,7 @@ pub mod errors;
 pub mod manager;
 mod migrate;
 mod patients;
+mod records;
 mod rows;
 mod schedules;
 pub mod settings;
@@ -52,12 +53,15 @@ use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use crate::domain::record::{
+    BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
+};
 use crate::domain::schedule::Interval;
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
 use crate::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
 };
 
 /// Functions instances are small and scale out; each one multiplies this against the
@@ -524,6 +528,78 @@ impl Store for MssqlStore {
         audit: AuditEntry,
     ) -> Result<WaitlistEntry, StoreError> {
         self.write("cancel_waitlist_entry", move |c| Box::pin(waitlist::cancel(c, id, scope, audit.clone()))).await
+    }
+
+    async fn reserve_record(&self, new: NewRecord, audit: AuditEntry) -> Result<MedicalRecord, StoreError> {
+        self.write("reserve_record", move |c| {
+            let (new, audit) = (new.clone(), audit.clone());
+            Box::pin(async move { records::reserve(c, &new, audit).await })
+        })
+        .await
+    }
+
+    async fn finish_record(
+        &self,
+        id: RecordId,
+        outcome: RecordOutcome,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<(MedicalRecord, bool), StoreError> {
+        self.write("finish_record", move |c| {
+            let (outcome, audit) = (outcome.clone(), audit.clone());
+            Box::pin(async move { records::finish(c, id, &outcome, now, audit).await })
+        })
+        .await
+    }
+
+    async fn discard_record(&self, id: RecordId) -> Result<(), StoreError> {
+        self.write("discard_record", move |c| Box::pin(records::discard(c, id))).await
+    }
+
+    async fn get_record(&self, id: RecordId, scope: PatientScope) -> Result<MedicalRecord, StoreError> {
+        self.read("get_record", move |c| Box::pin(records::get(c, id, scope))).await
+    }
+
+    async fn record_by_blob(&self, blob: &BlobName) -> Result<Option<MedicalRecord>, StoreError> {
+        let blob = blob.clone();
+        self.read("record_by_blob", move |c| {
+            let blob = blob.clone();
+            Box::pin(async move { records::by_blob(c, &blob).await })
+        })
+        .await
+    }
+
+    async fn list_records(
+        &self,
+        patient: PatientId,
+        filter: RecordFilter,
+        scope: PatientScope,
+        page: NewestFirst,
+    ) -> Result<Page<MedicalRecord>, StoreError> {
+        self.read("list_records", move |c| {
+            let filter = filter.clone();
+            Box::pin(async move { records::list(c, patient, &filter, scope, page).await })
+        })
+        .await
+    }
+
+    async fn delete_record(
+        &self,
+        id: RecordId,
+        scope: PatientScope,
+        reason: DeleteReason,
+        expected: i64,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<MedicalRecord, StoreError> {
+        self.write("delete_record", move |c| {
+            Box::pin(records::delete(c, id, scope, reason, expected, now, audit.clone()))
+        })
+        .await
+    }
+
+    async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<MedicalRecord>, StoreError> {
+        self.read("expired_uploads", move |c| Box::pin(records::expired_uploads(c, now, limit))).await
     }
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {

@@ -428,6 +428,121 @@ SELECT COUNT_BIG(*) AS changed FROM @u;";
 pub const WAITLIST_OFFERED: &str = "UPDATE dbo.waitlist_entries SET offered_appointment_id = @P1
 WHERE id = @P2 AND status = 'offered';";
 
+// --- medical_records ----------------------------------------------------------------------
+// The SQLite store's statements, one for one. The owner filter is the patients' (mode 2: a
+// doctor reaches the records of patients they have had a real appointment with), on
+// `medical_records.patient_id` (the table's exposed name). A deleted record is never found by
+// `RECORD_GET`; the by-id and by-blob reads see every status.
+
+/// The record columns, in the order `records::from_row` reads them.
+macro_rules! record_columns {
+    () => {
+        "id, patient_id, category, file_name, content_type, size_bytes, sha256, status, reject_reason,
+       delete_reason, blob_name, max_bytes, expected_sha256, expected_size, upload_expires_at, created_at,
+       updated_at, version"
+    };
+}
+
+/// A reservation: pending until its file is checked (the patient is checked first, by name).
+pub const RECORD_INSERT: &str = "DECLARE @t TABLE (id BIGINT NOT NULL);
+INSERT INTO dbo.medical_records (patient_id, category, file_name, content_type, status, blob_name, max_bytes,
+                                 expected_sha256, expected_size, upload_expires_at, created_at, updated_at, version)
+OUTPUT inserted.id INTO @t (id)
+VALUES (@P1, @P2, @P3, @P4, N'pending', @P5, @P6, @P7, @P8, @P9, @P10, @P10, 1);
+SELECT id FROM @t;";
+/// Whatever its status, unscoped (the store's own rereads).
+pub const RECORD_BY_ID: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    "
+FROM dbo.medical_records WHERE id = @P1;"
+);
+/// Read before finishing a reservation; the `status`/`version` check in the update is the guard.
+pub const RECORD_BY_ID_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    "
+FROM dbo.medical_records WITH (UPDLOCK, ROWLOCK) WHERE id = @P1;"
+);
+/// Any status but deleted, inside the scope.
+pub const RECORD_GET: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    "
+FROM dbo.medical_records
+WHERE id = @P1 AND status <> N'deleted' AND (@P2 = 0 OR (@P2 = 1 AND patient_id = @P3) OR (@P2 = 2 AND EXISTS (
+    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = medical_records.patient_id AND a.doctor_id = @P3
+      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));"
+);
+/// `RECORD_GET` read before a deletion.
+pub const RECORD_GET_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    "
+FROM dbo.medical_records WITH (UPDLOCK, ROWLOCK)
+WHERE id = @P1 AND status <> N'deleted' AND (@P2 = 0 OR (@P2 = 1 AND patient_id = @P3) OR (@P2 = 2 AND EXISTS (
+    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = medical_records.patient_id AND a.doctor_id = @P3
+      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));"
+);
+/// The record a blob belongs to, whatever its status (on `ux_medical_records_blob`).
+pub const RECORD_BY_BLOB: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    "
+FROM dbo.medical_records WHERE blob_name = @P1;"
+);
+/// Ends a reservation: compare-and-swap on `pending` and the version read.
+pub const RECORD_FINISH: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.medical_records
+SET status = @P1, content_type = COALESCE(@P2, content_type), size_bytes = @P3, sha256 = @P4,
+    reject_reason = @P5, upload_expires_at = NULL, updated_at = @P6, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P7 AND status = N'pending' AND version = @P8;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// Removes a reservation whose file was never kept; only while pending.
+pub const RECORD_DISCARD: &str = "DECLARE @d TABLE (id BIGINT NOT NULL);
+DELETE FROM dbo.medical_records
+OUTPUT deleted.id INTO @d (id)
+WHERE id = @P1 AND status = N'pending';
+SELECT COUNT_BIG(*) AS changed FROM @d;";
+/// Whether patient @P1 exists inside the scope (@P2, @P3): a list of another patient's records
+/// is not found.
+pub const RECORD_PATIENT_VISIBLE: &str = "SELECT 1 AS found FROM dbo.patients p
+WHERE p.id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND p.id = @P3) OR (@P2 = 2 AND EXISTS (
+    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = p.id AND a.doctor_id = @P3
+      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));";
+/// How many statuses a list may show (pending, available, rejected; never deleted); unused
+/// places hold '', which no row has.
+pub const RECORD_LIST_STATUSES: usize = 3;
+/// One patient's records, newest first, below id @P2; NULL parameters switch a filter off.
+/// @P9 is the page size plus one.
+pub const RECORD_LIST: &str = concat!(
+    "SELECT TOP (@P9) ",
+    record_columns!(),
+    "
+FROM dbo.medical_records
+WHERE patient_id = @P1 AND id < @P2 AND status IN (@P3, @P4, @P5)
+  AND (@P6 IS NULL OR category = @P6) AND (@P7 IS NULL OR created_at >= @P7) AND (@P8 IS NULL OR created_at < @P8)
+ORDER BY id DESC;"
+);
+/// Soft deletion: compare-and-swap on the version, only from available or rejected.
+pub const RECORD_DELETE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.medical_records
+SET status = N'deleted', delete_reason = @P1, updated_at = @P2, version = version + 1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P3 AND version = @P4 AND status IN (N'available', N'rejected');
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// Reservations whose upload window closed before @P1, oldest first, at most @P2 (on
+/// `ix_medical_records_pending`).
+pub const RECORD_EXPIRED_UPLOADS: &str = concat!(
+    "SELECT TOP (@P2) ",
+    record_columns!(),
+    "
+FROM dbo.medical_records
+WHERE status = N'pending' AND upload_expires_at < @P1
+ORDER BY upload_expires_at, id;"
+);
+
 // --- audit_events -------------------------------------------------------------------------
 
 /// The chain's tail. On SQL Server the hints make concurrent appenders queue here until the
@@ -520,6 +635,18 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("WAITLIST_CANDIDATES", WAITLIST_CANDIDATES),
     ("WAITLIST_CLAIM", WAITLIST_CLAIM),
     ("WAITLIST_OFFERED", WAITLIST_OFFERED),
+    ("RECORD_INSERT", RECORD_INSERT),
+    ("RECORD_BY_ID", RECORD_BY_ID),
+    ("RECORD_BY_ID_FOR_UPDATE", RECORD_BY_ID_FOR_UPDATE),
+    ("RECORD_GET", RECORD_GET),
+    ("RECORD_GET_FOR_UPDATE", RECORD_GET_FOR_UPDATE),
+    ("RECORD_BY_BLOB", RECORD_BY_BLOB),
+    ("RECORD_FINISH", RECORD_FINISH),
+    ("RECORD_DISCARD", RECORD_DISCARD),
+    ("RECORD_PATIENT_VISIBLE", RECORD_PATIENT_VISIBLE),
+    ("RECORD_LIST", RECORD_LIST),
+    ("RECORD_DELETE", RECORD_DELETE),
+    ("RECORD_EXPIRED_UPLOADS", RECORD_EXPIRED_UPLOADS),
     ("AUDIT_LAST_HASH", AUDIT_LAST_HASH),
     ("AUDIT_INSERT", AUDIT_INSERT),
     ("AUDIT_LIST", AUDIT_LIST),
@@ -554,6 +681,9 @@ mod tests {
         let statuses: Vec<usize> = (4..4 + LIST_STATUSES).collect();
         assert!(list.windows(LIST_STATUSES).any(|w| w == statuses.as_slice()), "statuses are @P4..@P10: {list:?}");
         assert_eq!(LIST_STATUSES, crate::domain::appointment::Status::ALL.len());
+        let records = placeholders(RECORD_LIST);
+        let statuses: Vec<usize> = (3..3 + RECORD_LIST_STATUSES).collect();
+        assert!(records.windows(RECORD_LIST_STATUSES).any(|w| w == statuses.as_slice()), "{records:?}");
     }
 
     #[test]
@@ -563,5 +693,10 @@ mod tests {
             assert!(statement.contains(treated) && statement.contains("a.patient_id = patients.id"), "{statement}");
             assert!(!statement.contains("0 = 1"), "{statement}");
         }
+        for statement in [RECORD_GET, RECORD_GET_FOR_UPDATE] {
+            assert!(statement.contains(treated), "{statement}");
+            assert!(statement.contains("a.patient_id = medical_records.patient_id"), "{statement}");
+        }
+        assert!(RECORD_PATIENT_VISIBLE.contains(treated) && RECORD_PATIENT_VISIBLE.contains("a.patient_id = p.id"));
     }
 }

@@ -16,6 +16,8 @@ const UNIQUE_FIELDS: &[(&str, &str)] = &[
     ("doctor_schedules.doctor_id", "doctorId"),
     ("appointments.doctor_id", "start"),
     ("idempotency_keys.owner", "Idempotency-Key"),
+    // Blob names are fresh UUIDs: a clash is a bug upstream, never a user's duplicate.
+    ("medical_records.blob_name", "blobName"),
 ];
 
 pub fn map_error(e: rusqlite::Error) -> StoreError {

@@ -12,6 +12,7 @@ mod doctors;
 mod errors;
 mod migrate;
 mod patients;
+mod records;
 mod rows;
 mod schedules;
 mod specialties;
@@ -36,12 +37,15 @@ use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
+use crate::domain::record::{
+    BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
+};
 use crate::domain::schedule::Interval;
 use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
 use crate::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
 };
 pub use errors::map_error;
 
@@ -371,6 +375,59 @@ impl Store for SqliteStore {
         audit: AuditEntry,
     ) -> Result<WaitlistEntry, StoreError> {
         self.write(move |tx| waitlist::cancel(tx, id, scope, audit)).await
+    }
+
+    async fn reserve_record(&self, new: NewRecord, audit: AuditEntry) -> Result<MedicalRecord, StoreError> {
+        self.write(move |c| records::reserve(c, &new, audit)).await
+    }
+
+    async fn finish_record(
+        &self,
+        id: RecordId,
+        outcome: RecordOutcome,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<(MedicalRecord, bool), StoreError> {
+        self.write(move |c| records::finish(c, id, &outcome, now, audit)).await
+    }
+
+    async fn discard_record(&self, id: RecordId) -> Result<(), StoreError> {
+        self.write(move |c| records::discard(c, id)).await
+    }
+
+    async fn get_record(&self, id: RecordId, scope: PatientScope) -> Result<MedicalRecord, StoreError> {
+        self.read(move |c| records::get(c, id, scope)).await
+    }
+
+    async fn record_by_blob(&self, blob: &BlobName) -> Result<Option<MedicalRecord>, StoreError> {
+        let blob = blob.clone();
+        self.read(move |c| records::by_blob(c, &blob)).await
+    }
+
+    async fn list_records(
+        &self,
+        patient: PatientId,
+        filter: RecordFilter,
+        scope: PatientScope,
+        page: NewestFirst,
+    ) -> Result<Page<MedicalRecord>, StoreError> {
+        self.read(move |c| records::list(c, patient, &filter, scope, page)).await
+    }
+
+    async fn delete_record(
+        &self,
+        id: RecordId,
+        scope: PatientScope,
+        reason: DeleteReason,
+        expected: i64,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<MedicalRecord, StoreError> {
+        self.write(move |c| records::delete(c, id, scope, reason, expected, now, audit)).await
+    }
+
+    async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<MedicalRecord>, StoreError> {
+        self.read(move |c| records::expired_uploads(c, now, limit)).await
     }
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {

@@ -2,6 +2,9 @@
 //! Loading twice changes nothing: existing rows (same code, email or username) are kept.
 //! Every person here is fictional; addresses use reserved example domains.
 
+pub mod files;
+mod records;
+
 use chrono::{Duration, NaiveDate};
 
 use crate::domain::appointment::{AppointmentFilter, Booked, NewAppointment, OfferPolicy, Status, Transition};
@@ -309,7 +312,8 @@ async fn ensure_appointments(
     Ok(())
 }
 
-pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
+/// Loads the demo clinic into `store`, and its record files into `records`.
+pub async fn seed(store: &dyn Store, records: &dyn crate::blobs::RecordStorage) -> Result<DemoReport, StoreError> {
     let mut report = DemoReport::default();
     for (code, name, description) in SPECIALTIES {
         let new = NewSpecialty {
@@ -355,6 +359,7 @@ pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
         doctors.push(doctor);
     }
     let mut patients = Vec::new();
+    let mut names = Vec::new();
     for (username, name, email, phone, born, gender) in PATIENTS {
         let new = NewPatient {
             username: crate::domain::values::Username::parse(username).map_err(invalid)?,
@@ -370,10 +375,12 @@ pub async fn seed(store: &dyn Store) -> Result<DemoReport, StoreError> {
         let patient = store.find_patient_by_username(&username, PatientScope::All).await?;
         ensure_user(store, &mut report, username.as_str(), Membership::Patient(patient.id)).await?;
         patients.push(patient.id);
+        names.push((patient.id, *name));
     }
     for (n, doctor) in doctors.iter().enumerate() {
         ensure_appointments(store, &mut report, doctor, n, &patients).await?;
     }
+    records::ensure_records(store, records, &mut report, &names).await?;
     ensure_user(store, &mut report, DEMO_ADMIN, Membership::Admin).await?;
     ensure_user(store, &mut report, DEMO_STAFF, Membership::Staff).await?;
     // Touch the doctor list once so a broken filter query fails the seed, not the first user.
