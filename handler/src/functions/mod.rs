@@ -57,14 +57,23 @@ async fn handle(
     run: RunInvocation,
 ) -> Result<HttpResponse, ApiError> {
     let limit = req.app_data::<InvocationLimit>().map_or(48 * 1024 * 1024, |l| l.0);
-    let bytes = read_limited(body.into_inner(), limit).await?;
+    let expected =
+        req.headers().get(actix_web::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let bytes = read_limited(body.into_inner(), limit, expected).await?;
     let invocation = InvokeRequest::parse(&bytes).map_err(|e| ApiError::bad_request(e.0))?;
+    // A blob invocation carries the whole file: keep one copy, not two, while it runs.
+    drop(bytes);
     let response = run(state, invocation).await?;
     Ok(HttpResponse::Ok().json(response))
 }
 
-async fn read_limited(mut body: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
+/// The body, refused past `limit`; sized once from `Content-Length` when the host sends it, so
+/// a large payload is not copied each time the buffer doubles.
+async fn read_limited(mut body: Payload, limit: usize, expected: Option<usize>) -> Result<Vec<u8>, ApiError> {
+    if expected.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
+    }
+    let mut out = Vec::with_capacity(expected.unwrap_or(0));
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|_| ApiError::bad_request("the invocation payload could not be read"))?;
         if out.len() + chunk.len() > limit {

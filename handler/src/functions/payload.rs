@@ -34,15 +34,41 @@ pub struct InvokeResponse {
 pub struct PayloadError(pub String);
 
 impl InvokeRequest {
+    /// Parses straight into the request (no intermediate `Value`: a blob payload is tens of
+    /// megabytes); on failure, a second, allocation-free pass tells bad JSON from a bad shape.
     pub fn parse(body: &[u8]) -> Result<Self, PayloadError> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            PayloadError(format!("the invocation payload is not valid JSON (line {}, column {})", e.line(), e.column()))
-        })?;
-        if !value.is_object() {
-            return Err(PayloadError("the invocation payload must be an object with Data and Metadata".into()));
-        }
-        serde_json::from_value(value)
-            .map_err(|_| PayloadError("Data and Metadata must be JSON objects when present".into()))
+        // Only an object: serde would also fill the struct from an array.
+        let parsed = if body.trim_ascii_start().starts_with(b"{") {
+            serde_json::from_slice::<InvokeRequest>(body).ok()
+        } else {
+            None
+        };
+        parsed.ok_or_else(|| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Err(e) => PayloadError(format!(
+                "the invocation payload is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            )),
+            Ok(_) if !body.trim_ascii_start().starts_with(b"{") => {
+                PayloadError("the invocation payload must be an object with Data and Metadata".into())
+            }
+            Ok(_) => PayloadError("Data and Metadata must be JSON objects when present".into()),
+        })
+    }
+
+    /// Moves `Data.<binding>` out of the request (same lookup as [`binding`](Self::binding), no
+    /// decoding): for large values such as blob content, which must not be copied.
+    pub fn take_binding(&mut self, name: &str) -> Option<Value> {
+        let key = if self.data.contains_key(name) {
+            name.to_owned()
+        } else if let Some(k) = self.data.keys().find(|k| k.eq_ignore_ascii_case(name)) {
+            k.clone()
+        } else if self.data.len() == 1 {
+            self.data.keys().next()?.clone()
+        } else {
+            return None;
+        };
+        self.data.remove(&key)
     }
 
     /// `Data.<binding>`, or the only entry when the binding name differs (tolerance for
@@ -141,8 +167,17 @@ pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
 
 /// Blob content with `dataType: binary` arrives base64-encoded.
 pub fn as_bytes(v: &Value) -> Result<Vec<u8>, PayloadError> {
-    let text = as_text(v).ok_or_else(|| PayloadError("the blob content must be a base64 string".into()))?;
-    STANDARD.decode(text.trim()).map_err(|_| PayloadError("the blob content is not valid base64".into()))
+    let decode = |text: &str| {
+        STANDARD.decode(text.trim()).map_err(|_| PayloadError("the blob content is not valid base64".into()))
+    };
+    match v {
+        // The usual case, decoded in place: base64 never starts with a quote, so this string
+        // is not JSON-encoded twice.
+        Value::String(s) if !s.trim_start().starts_with('"') => decode(s),
+        other => {
+            decode(&as_text(other).ok_or_else(|| PayloadError("the blob content must be a base64 string".into()))?)
+        }
+    }
 }
 
 /// The timer binding's value (`TimerInfo`).
@@ -247,5 +282,10 @@ mod tests {
         assert_eq!(req.metadata_text("name").as_deref(), Some("p123/scan.pdf"));
         assert_eq!(as_bytes(&req.binding("recordBlob").unwrap()).unwrap(), b"%PDF-1.7\n");
         assert!(as_bytes(&json!("not base64!")).is_err());
+        // Encoded twice, the content still decodes; taken out, it is gone from the request.
+        assert_eq!(as_bytes(&json!("\"JVBERi0xLjcK\"")).unwrap(), b"%PDF-1.7\n");
+        let mut req = req;
+        assert_eq!(req.take_binding("RECORDBLOB"), Some(json!("JVBERi0xLjcK")));
+        assert_eq!(req.take_binding("recordBlob"), None);
     }
 }

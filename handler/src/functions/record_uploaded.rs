@@ -30,7 +30,7 @@ fn binding_name() -> &'static str {
     })
 }
 
-pub async fn invoke(state: web::Data<AppState>, req: InvokeRequest) -> Result<InvokeResponse, ApiError> {
+pub async fn invoke(state: web::Data<AppState>, mut req: InvokeRequest) -> Result<InvokeResponse, ApiError> {
     let raw_name = req.metadata_text("name").unwrap_or_default();
     let Some(blob) = BlobName::parse(&raw_name) else {
         // Not a name we generate: nothing of ours to finish. Logged without the name itself.
@@ -42,9 +42,10 @@ pub async fn invoke(state: web::Data<AppState>, req: InvokeRequest) -> Result<In
         return Ok(outcome("ignored", None));
     };
     // The bytes the host delivered, or (when it sent none) the blob as stored.
-    let body: ByteStream = match req.binding(binding_name()) {
+    let body: ByteStream = match req.take_binding(binding_name()) {
         Some(value) if !value.is_null() => {
             let bytes = as_bytes(&value).map_err(|e| ApiError::bad_request(e.0))?;
+            drop(value);
             Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(bytes)) }))
         }
         _ => state.records.open(&blob).await?,
