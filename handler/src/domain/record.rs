@@ -304,6 +304,20 @@ pub enum Outcome {
     Rejected(RejectReason),
 }
 
+/// What a store writes for an outcome: status, content type, size, SHA-256, reject reason.
+pub type OutcomeColumns<'a> = (&'static str, Option<&'static str>, Option<i64>, Option<&'a str>, Option<&'static str>);
+
+impl Outcome {
+    pub fn columns(&self) -> OutcomeColumns<'_> {
+        match self {
+            Outcome::Available { kind, size, sha256 } => {
+                ("available", Some(kind.mime()), Some(*size), Some(sha256.as_str()), None)
+            }
+            Outcome::Rejected(r) => ("rejected", None, None, None, Some(r.as_str())),
+        }
+    }
+}
+
 /// Which records a list returns (newest first); the caller's scope narrows it further.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordFilter {

@@ -75,6 +75,16 @@ pub fn all() -> Result<Vec<Function>, ManifestError> {
     FUNCTION_JSON.iter().map(|(name, text)| parse(name, text)).collect()
 }
 
+/// The name of `function`'s trigger binding in its function.json (its value arrives under
+/// `Data.<name>`), or `fallback` if the manifest cannot say.
+pub fn trigger_binding_of(function: &str, fallback: &str) -> String {
+    all()
+        .ok()
+        .and_then(|fs| fs.into_iter().find(|f| f.name == function))
+        .and_then(|f| f.trigger_binding().map(str::to_owned))
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
 /// A timer function's schedule and options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimerSpec {

@@ -21,13 +21,7 @@ pub const FUNCTION: &str = "RecordUploaded";
 /// The blob binding's name from function.json (its content arrives under `Data.<name>`).
 fn binding_name() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        manifest::all()
-            .ok()
-            .and_then(|fs| fs.into_iter().find(|f| f.name == FUNCTION))
-            .and_then(|f| f.trigger_binding().map(str::to_owned))
-            .unwrap_or_else(|| "recordBlob".to_owned())
-    })
+    NAME.get_or_init(|| manifest::trigger_binding_of(FUNCTION, "recordBlob"))
 }
 
 pub async fn invoke(state: web::Data<AppState>, mut req: InvokeRequest) -> Result<InvokeResponse, ApiError> {

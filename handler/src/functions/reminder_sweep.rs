@@ -15,13 +15,7 @@ pub const FUNCTION: &str = "ReminderSweep";
 /// The timer binding's name from function.json (its value arrives under `Data.<name>`).
 fn binding_name() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        manifest::all()
-            .ok()
-            .and_then(|fs| fs.into_iter().find(|f| f.name == FUNCTION))
-            .and_then(|f| f.timer().map(|t| t.binding))
-            .unwrap_or_else(|| "timer".to_owned())
-    })
+    NAME.get_or_init(|| manifest::trigger_binding_of(FUNCTION, "timer"))
 }
 
 /// What one sweep did, reported in the invocation's `Logs` and `ReturnValue`.

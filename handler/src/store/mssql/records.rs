@@ -92,12 +92,7 @@ pub async fn finish(
     if current.status != RecordStatus::Pending {
         return Ok((current, false));
     }
-    let (status, kind, size, sha, reason) = match outcome {
-        Outcome::Available { kind, size, sha256 } => {
-            ("available", Some(kind.mime()), Some(*size), Some(sha256.as_str()), None)
-        }
-        Outcome::Rejected(r) => ("rejected", None, None, None, Some(r.as_str())),
-    };
+    let (status, kind, size, sha, reason) = outcome.columns();
     let n =
         changed(c, sql::RECORD_FINISH, &[&status, &kind, &size, &sha, &reason, &at(now), &id.get(), &current.version])
             .await?;

@@ -464,26 +464,21 @@ pub const RECORD_BY_ID_FOR_UPDATE: &str = concat!(
     "
 FROM dbo.medical_records WITH (UPDLOCK, ROWLOCK) WHERE id = @P1;"
 );
+/// The `WHERE` of a scoped read: any status but deleted, inside the scope (`@P2` mode,
+/// `@P3` owner).
+macro_rules! record_in_scope {
+    () => {
+        "
+WHERE id = @P1 AND status <> N'deleted' AND (@P2 = 0 OR (@P2 = 1 AND patient_id = @P3) OR (@P2 = 2 AND EXISTS (
+    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = medical_records.patient_id AND a.doctor_id = @P3
+      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));"
+    };
+}
 /// Any status but deleted, inside the scope.
-pub const RECORD_GET: &str = concat!(
-    "SELECT ",
-    record_columns!(),
-    "
-FROM dbo.medical_records
-WHERE id = @P1 AND status <> N'deleted' AND (@P2 = 0 OR (@P2 = 1 AND patient_id = @P3) OR (@P2 = 2 AND EXISTS (
-    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = medical_records.patient_id AND a.doctor_id = @P3
-      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));"
-);
+pub const RECORD_GET: &str = concat!("SELECT ", record_columns!(), "\nFROM dbo.medical_records", record_in_scope!());
 /// `RECORD_GET` read before a deletion.
-pub const RECORD_GET_FOR_UPDATE: &str = concat!(
-    "SELECT ",
-    record_columns!(),
-    "
-FROM dbo.medical_records WITH (UPDLOCK, ROWLOCK)
-WHERE id = @P1 AND status <> N'deleted' AND (@P2 = 0 OR (@P2 = 1 AND patient_id = @P3) OR (@P2 = 2 AND EXISTS (
-    SELECT 1 FROM dbo.appointments a WHERE a.patient_id = medical_records.patient_id AND a.doctor_id = @P3
-      AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));"
-);
+pub const RECORD_GET_FOR_UPDATE: &str =
+    concat!("SELECT ", record_columns!(), "\nFROM dbo.medical_records WITH (UPDLOCK, ROWLOCK)", record_in_scope!());
 /// The record a blob belongs to, whatever its status (on `ux_medical_records_blob`).
 pub const RECORD_BY_BLOB: &str = concat!(
     "SELECT ",

@@ -114,12 +114,7 @@ pub fn finish(
     if current.status != RecordStatus::Pending {
         return Ok((current, false));
     }
-    let (status, kind, size, sha, reason) = match outcome {
-        Outcome::Available { kind, size, sha256 } => {
-            ("available", Some(kind.mime()), Some(*size), Some(sha256.as_str()), None)
-        }
-        Outcome::Rejected(r) => ("rejected", None, None, None, Some(r.as_str())),
-    };
+    let (status, kind, size, sha, reason) = outcome.columns();
     let n = c
         .prepare_cached(
             "UPDATE medical_records
