@@ -8,6 +8,7 @@
 
 pub mod acs;
 pub mod eml;
+pub mod render;
 pub mod settings;
 pub mod signing;
 
