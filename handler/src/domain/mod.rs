@@ -8,6 +8,7 @@ pub mod doctor_schedule;
 pub mod file_kind;
 pub mod ical;
 pub mod ids;
+pub mod notification;
 pub mod page;
 pub mod patient;
 pub mod record;
