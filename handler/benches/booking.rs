@@ -178,6 +178,7 @@ impl Clinic {
                 end: slot.end + chrono::Duration::minutes(10),
             },
             hold_until: None,
+            reminders: Default::default(),
             now: time::now(),
         }
     }

@@ -94,11 +94,24 @@ pub struct BookingSettings {
     pub hold: chrono::Duration,
     /// `PORTAL_WAITLIST_OFFER_MINUTES`: a slot offered to a waitlisted patient (default 60).
     pub waitlist_offer: chrono::Duration,
+    /// `PORTAL_REMINDER_OFFSETS`: how long before the start reminders go out (default 24h,2h).
+    pub reminders: crate::domain::notification::ReminderOffsets,
 }
 
 impl Default for BookingSettings {
     fn default() -> Self {
-        BookingSettings { hold: chrono::Duration::minutes(5), waitlist_offer: chrono::Duration::minutes(60) }
+        BookingSettings {
+            hold: chrono::Duration::minutes(5),
+            waitlist_offer: chrono::Duration::minutes(60),
+            reminders: Default::default(),
+        }
+    }
+}
+
+impl BookingSettings {
+    /// What an appointment change sets in motion under these settings.
+    pub fn policy(&self) -> crate::domain::appointment::ChangePolicy {
+        crate::domain::appointment::ChangePolicy { hold: self.waitlist_offer, reminders: self.reminders }
     }
 }
 
@@ -163,6 +176,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "PORTAL_BOOTSTRAP_ADMINS",
     "PORTAL_HOLD_MINUTES",
     "PORTAL_WAITLIST_OFFER_MINUTES",
+    "PORTAL_REMINDER_OFFSETS",
     "PORTAL_RECORDS_CONNECTION_STRING",
     "PORTAL_RECORDS_ACCOUNT_URL",
     "AZURE_CLIENT_ID",
@@ -328,6 +342,11 @@ impl Settings {
                     BookingSettings::default().waitlist_offer,
                     24 * 60,
                 )?,
+                reminders: match get("PORTAL_REMINDER_OFFSETS") {
+                    None => Default::default(),
+                    Some(raw) => crate::domain::notification::ReminderOffsets::parse(raw)
+                        .map_err(|e| err("PORTAL_REMINDER_OFFSETS", e.0))?,
+                },
             },
             records,
         })

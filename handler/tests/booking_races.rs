@@ -556,6 +556,7 @@ async fn overlapping_ranges_raced_on_two_store_instances_leave_one() {
             slot,
             blocked: slot,
             hold_until: None,
+            reminders: Default::default(),
             now: time::now(),
         };
         tokio::spawn(async move {

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use handler::domain::appointment::{
-    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
-    NewWaitlistEntry, OfferPolicy, Reschedule, Transition, WaitlistEntry,
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, ChangePolicy, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, Reschedule, Transition, WaitlistEntry,
 };
 use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use handler::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
+use handler::domain::notification::{Attempt as NotificationAttempt, Notification};
 use handler::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use handler::domain::record::{
     BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
@@ -28,7 +29,8 @@ use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
 use handler::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, NotificationId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId,
+    WaitlistId,
 };
 use handler::store::mssql::{ConnectionManager, ConnectionSettings, MssqlStore};
 use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
@@ -256,7 +258,7 @@ impl Store for ScratchStore {
         scope: PatientScope,
         change: Transition,
         expected: i64,
-        offers: OfferPolicy,
+        offers: ChangePolicy,
         audit: AuditEntry,
     ) -> Result<Appointment, StoreError> {
         self.s().transition_appointment(id, scope, change, expected, offers, audit).await
@@ -267,12 +269,17 @@ impl Store for ScratchStore {
         scope: PatientScope,
         change: Reschedule,
         expected: i64,
-        offers: OfferPolicy,
+        offers: ChangePolicy,
         audit: AuditEntry,
     ) -> Result<(Appointment, Appointment), StoreError> {
         self.s().reschedule_appointment(id, scope, change, expected, offers, audit).await
     }
-    async fn expire_holds(&self, now: DateTime<Utc>, limit: u32, offers: OfferPolicy) -> Result<HoldSweep, StoreError> {
+    async fn expire_holds(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        offers: ChangePolicy,
+    ) -> Result<HoldSweep, StoreError> {
         self.s().expire_holds(now, limit, offers).await
     }
     async fn add_waitlist_entry(&self, new: NewWaitlistEntry, audit: AuditEntry) -> Result<WaitlistEntry, StoreError> {
@@ -340,6 +347,41 @@ impl Store for ScratchStore {
     }
     async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<MedicalRecord>, StoreError> {
         self.s().expired_uploads(now, limit).await
+    }
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.s().claim_notifications(now, limit, lease).await
+    }
+    async fn finish_notification(
+        &self,
+        id: NotificationId,
+        attempts: i64,
+        attempt: NotificationAttempt,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.s().finish_notification(id, attempts, attempt, now).await
+    }
+    async fn list_notifications(
+        &self,
+        appointment: AppointmentId,
+        scope: PatientScope,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.s().list_notifications(appointment, scope).await
+    }
+    async fn get_notification(&self, id: NotificationId) -> Result<Notification, StoreError> {
+        self.s().get_notification(id).await
+    }
+    async fn resend_notification(
+        &self,
+        id: NotificationId,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<Notification, StoreError> {
+        self.s().resend_notification(id, now, audit).await
     }
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {
         self.s().user_by_subject(subject).await

@@ -12,8 +12,8 @@ use super::extract::{ValidJson, ValidQuery, path_id};
 use super::input;
 use crate::auth::access::{Caller, patient_scope};
 use crate::domain::appointment::{
-    Appointment, AppointmentCursor, AppointmentFilter, Booked, CancelReason, IdempotencyKey, NewAppointment,
-    OfferPolicy, Refusal, Reschedule, Status, Transition,
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, CancelReason, ChangePolicy, IdempotencyKey,
+    NewAppointment, Refusal, Reschedule, Status, Transition,
 };
 use crate::domain::audit::{Action, Outcome};
 use crate::domain::doctor::Doctor;
@@ -179,8 +179,8 @@ fn idempotency_key(req: &HttpRequest, caller: &Caller, request: &[&str]) -> Resu
     Ok(Some(IdempotencyKey { owner: hex_sha256(&[owner]), key, request_hash: hex_sha256(request) }))
 }
 
-fn offers(state: &AppState) -> OfferPolicy {
-    OfferPolicy { hold: state.booking.waitlist_offer }
+fn offers(state: &AppState) -> ChangePolicy {
+    state.booking.policy()
 }
 
 pub async fn book(
@@ -226,6 +226,7 @@ pub async fn book(
         slot: slot.core,
         blocked: slot.blocked,
         hold_until: hold_until.map(|h| h.min(slot.core.start)),
+        reminders: state.booking.reminders,
         now,
     };
     let audit = caller.audit(Action::Create, "appointment", None, Some(patient), Outcome::Success);

@@ -7,7 +7,7 @@ mod records;
 
 use chrono::{Duration, NaiveDate};
 
-use crate::domain::appointment::{AppointmentFilter, Booked, NewAppointment, OfferPolicy, Status, Transition};
+use crate::domain::appointment::{AppointmentFilter, Booked, ChangePolicy, NewAppointment, Status, Transition};
 use crate::domain::audit::{Action, Entry, Outcome};
 use crate::domain::doctor::{DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{
@@ -267,6 +267,7 @@ async fn ensure_appointments(
         slot: Interval { start: slot.start, end: slot.end },
         blocked: rules.blocked_range(Interval { start: slot.start, end: slot.end }),
         hold_until: None,
+        reminders: Default::default(),
         now,
     };
     let now = time::now();
@@ -300,7 +301,7 @@ async fn ensure_appointments(
         let mut version = visit.version;
         for to in [Status::CheckedIn, Status::Fulfilled] {
             let change = Transition { to, cancel_reason: None, now: slot.start };
-            let offers = OfferPolicy { hold: Duration::minutes(60) };
+            let offers = ChangePolicy::offers(Duration::minutes(60));
             let entry = system_entry(Action::Update, "appointment");
             version = store
                 .transition_appointment(visit.id, PatientScope::All, change, version, offers, entry)

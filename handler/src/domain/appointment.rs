@@ -222,6 +222,9 @@ pub struct NewAppointment {
     pub blocked: Interval,
     /// `Some` for a hold (status pending until then); `None` books outright.
     pub hold_until: Option<DateTime<Utc>>,
+    /// The reminders a booking gets (a hold gets them when it is confirmed, from that change's
+    /// policy); written with the booking, in its transaction.
+    pub reminders: super::notification::ReminderOffsets,
     pub now: DateTime<Utc>,
 }
 
@@ -320,7 +323,7 @@ impl<'a> NewRow<'a> {
         freed: &'a FreedSlot,
         patient: PatientId,
         entry: WaitlistId,
-        policy: OfferPolicy,
+        policy: ChangePolicy,
         now: DateTime<Utc>,
         ical_uid: &'a str,
     ) -> Self {
@@ -560,11 +563,20 @@ pub struct WaitlistEntry {
     pub version: i64,
 }
 
-/// How long a waitlist offer holds its slot, and the notice it needs: a slot that frees too soon
-/// to reach the patient is left for anyone to book.
+/// What a change to appointments sets in motion beyond itself: how long a waitlist offer holds
+/// its slot (a slot that frees too soon to reach the patient is left for anyone to book), and
+/// which reminders a booking gets (the notification rows are written in the same transaction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OfferPolicy {
+pub struct ChangePolicy {
     pub hold: Duration,
+    pub reminders: super::notification::ReminderOffsets,
+}
+
+impl ChangePolicy {
+    /// Offers held for `hold`, the default reminders.
+    pub const fn offers(hold: Duration) -> Self {
+        ChangePolicy { hold, reminders: super::notification::ReminderOffsets::DEFAULT }
+    }
 }
 
 /// What one pass of the hold sweep did.

@@ -44,6 +44,7 @@ id_type!(TimeOffId);
 id_type!(AppointmentId);
 id_type!(WaitlistId);
 id_type!(RecordId);
+id_type!(NotificationId);
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,9 @@ pub mod time;
 pub mod user;
 pub mod values;
 
-pub use ids::{AppointmentId, AuditId, DoctorId, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId};
+pub use ids::{
+    AppointmentId, AuditId, DoctorId, NotificationId, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+};
 pub use page::{Page, PageRequest};
 
 use crate::error::FieldError;

@@ -7,8 +7,9 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use super::AppointmentId;
+use super::appointment::Status;
 use super::values::ValueError;
+use super::{AppointmentId, NotificationId, PatientId};
 
 macro_rules! names {
     ($ty:ident { $($variant:ident => $name:literal),* $(,)? }) => {
@@ -65,52 +66,62 @@ names!(NotificationStatus {
     Void => "void",
 });
 
-/// How long before the start reminders go out (`PORTAL_REMINDER_OFFSETS`, default `24h,2h`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReminderOffsets(Vec<Duration>);
+/// How long before the start reminders go out (`PORTAL_REMINDER_OFFSETS`, default `24h,2h`),
+/// longest first. `Copy`, so it travels with every change a store makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReminderOffsets {
+    minutes: [i64; ReminderOffsets::MAX],
+    len: usize,
+}
 
 impl Default for ReminderOffsets {
     fn default() -> Self {
-        ReminderOffsets(vec![Duration::hours(24), Duration::hours(2)])
+        ReminderOffsets::DEFAULT
     }
 }
 
 impl ReminderOffsets {
     pub const MAX: usize = 4;
+    /// 24 hours and 2 hours ahead.
+    pub const DEFAULT: ReminderOffsets = ReminderOffsets { minutes: [24 * 60, 120, 0, 0], len: 2 };
+    pub const NONE: ReminderOffsets = ReminderOffsets { minutes: [0; ReminderOffsets::MAX], len: 0 };
 
     /// Comma-separated `<n>h`, `<n>m` or `<n>d`, 5 minutes to 14 days, distinct, at most four;
     /// empty for none.
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        let mut out: Vec<Duration> = Vec::new();
+        let mut out: Vec<i64> = Vec::new();
         for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             // Split before the last character (not byte), so no input can cut a character.
             let unit_start = part.len() - part.chars().last().map_or(0, char::len_utf8);
             let (digits, unit) = part.split_at(unit_start);
             let n: i64 =
                 digits.trim().parse().map_err(|_| ValueError("must be durations like 24h, 90m or 2d".into()))?;
-            let d = match unit {
-                "m" => Duration::minutes(n),
-                "h" => Duration::hours(n),
-                "d" => Duration::days(n),
+            let minutes = match unit {
+                "m" => Some(n),
+                "h" => n.checked_mul(60),
+                "d" => n.checked_mul(24 * 60),
                 _ => return Err(ValueError("must be durations like 24h, 90m or 2d".into())),
             };
-            if d < Duration::minutes(5) || d > Duration::days(14) {
-                return Err(ValueError("each offset must be from 5 minutes to 14 days".into()));
-            }
-            if out.contains(&d) {
+            let minutes = minutes
+                .filter(|m| (5..=14 * 24 * 60).contains(m))
+                .ok_or_else(|| ValueError("each offset must be from 5 minutes to 14 days".into()))?;
+            if out.contains(&minutes) {
                 return Err(ValueError("must not repeat an offset".into()));
             }
-            out.push(d);
+            out.push(minutes);
         }
         if out.len() > Self::MAX {
             return Err(ValueError(format!("must list at most {} offsets", Self::MAX)));
         }
-        out.sort_by(|a, b| b.cmp(a));
-        Ok(ReminderOffsets(out))
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        let mut offsets = ReminderOffsets::NONE;
+        offsets.minutes[..out.len()].copy_from_slice(&out);
+        offsets.len = out.len();
+        Ok(offsets)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.0.iter().copied()
+        self.minutes[..self.len].iter().map(|m| Duration::minutes(*m))
     }
 }
 
@@ -142,6 +153,71 @@ pub fn plan(
         }
     }
     out
+}
+
+/// One ledger row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub id: NotificationId,
+    pub appointment_id: AppointmentId,
+    pub appointment_version: i64,
+    pub patient_id: PatientId,
+    pub kind: NotificationKind,
+    pub offset_minutes: i64,
+    pub send_at: DateTime<Utc>,
+    pub status: NotificationStatus,
+    pub attempts: i64,
+    /// A short code (the service's error code, an HTTP status, `stale`): never content.
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    pub lease_until: Option<DateTime<Utc>>,
+    pub operation_id: Uuid,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How a claimed row ends its attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Sent,
+    /// Not yet: pending again from `at`.
+    Retry {
+        at: DateTime<Utc>,
+        code: String,
+    },
+    /// Given up (or refused for good).
+    Failed {
+        code: String,
+    },
+    /// No longer owed: the appointment moved on, or the patient opted out.
+    Void {
+        code: &'static str,
+    },
+}
+
+impl Attempt {
+    /// (status, send_at if it changes, last_error) for the row.
+    pub fn columns(&self) -> (NotificationStatus, Option<DateTime<Utc>>, Option<&str>) {
+        match self {
+            Attempt::Sent => (NotificationStatus::Sent, None, None),
+            Attempt::Retry { at, code } => (NotificationStatus::Pending, Some(*at), Some(code)),
+            Attempt::Failed { code } => (NotificationStatus::Failed, None, Some(code)),
+            Attempt::Void { code } => (NotificationStatus::Void, None, Some(code)),
+        }
+    }
+}
+
+/// The message a status change owes the patient: a confirmed hold is a booking, a booked visit
+/// called off is a cancellation. Other changes (a hold let go, a check-in, a visit marked done
+/// or missed) owe none; they only void what was pending.
+pub fn owed(from: Status, to: Status) -> Option<NotificationKind> {
+    match (from, to) {
+        (Status::Pending, Status::Booked) => Some(NotificationKind::Booked),
+        (Status::Booked | Status::CheckedIn, Status::Cancelled) => Some(NotificationKind::Cancelled),
+        _ => None,
+    }
 }
 
 /// The namespace of notification operation ids (a fixed random UUID: ids are ours alone).

@@ -6,7 +6,6 @@ use serde_json::json;
 
 use super::manifest;
 use super::payload::{InvokeRequest, InvokeResponse, TimerInfo};
-use crate::domain::appointment::OfferPolicy;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -73,7 +72,7 @@ pub async fn sweep(state: &AppState, timer: &TimerInfo) -> Result<SweepReport, A
     // The store must be reachable for a sweep to mean anything; a failed ping fails the
     // invocation, so the host records it as failed rather than as an empty success.
     state.store.ping().await?;
-    let offers = OfferPolicy { hold: state.booking.waitlist_offer };
+    let offers = state.booking.policy();
     let holds = state.store.expire_holds(state.clock.now(), HOLDS_PER_SWEEP, offers).await?;
     let uploads = crate::api::records::expire_uploads(state, crate::domain::time::now(), UPLOADS_PER_SWEEP).await?;
     Ok(SweepReport {

@@ -43,6 +43,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 3, "schedules"),
     migration!("sqlite", 4, "appointments"),
     migration!("sqlite", 5, "records"),
+    migration!("sqlite", 6, "notifications"),
 ];
 
 /// Same version numbers as [`SQLITE`]; a test checks that the two lists and folders match.
@@ -52,6 +53,7 @@ pub const MSSQL: &[Migration] = &[
     migration!("mssql", 3, "schedules"),
     migration!("mssql", 4, "appointments"),
     migration!("mssql", 5, "records"),
+    migration!("mssql", 6, "notifications"),
 ];
 
 /// The migrations still to apply, given what `schema_migrations` records as `(version, checksum)`.

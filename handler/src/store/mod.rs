@@ -12,12 +12,13 @@ use chrono::{DateTime, Utc};
 
 use crate::config::DatabaseSettings;
 use crate::domain::appointment::{
-    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
-    NewWaitlistEntry, OfferPolicy, Refusal, Reschedule, Transition, WaitlistEntry,
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, ChangePolicy, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, Refusal, Reschedule, Transition, WaitlistEntry,
 };
 use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
+use crate::domain::notification::{Attempt as NotificationAttempt, Notification};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use crate::domain::record::{
     BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
@@ -27,7 +28,8 @@ use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
 use crate::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, NotificationId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId,
+    WaitlistId,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -240,7 +242,7 @@ pub trait Store: Send + Sync + 'static {
         scope: PatientScope,
         change: Transition,
         expected: i64,
-        offers: OfferPolicy,
+        offers: ChangePolicy,
         audit: AuditEntry,
     ) -> Result<Appointment, StoreError>;
     /// Moves a booked appointment to a new slot of the same doctor in one transaction: the new
@@ -254,13 +256,14 @@ pub trait Store: Send + Sync + 'static {
         scope: PatientScope,
         change: Reschedule,
         expected: i64,
-        offers: OfferPolicy,
+        offers: ChangePolicy,
         audit: AuditEntry,
     ) -> Result<(Appointment, Appointment), StoreError>;
     /// Retires holds that expired by `now` (at most `limit`, oldest first): each becomes
     /// cancelled (`hold-expired`), a waitlist offer's entry goes back to active, and the slot is
     /// offered to the next waitlisted patient.
-    async fn expire_holds(&self, now: DateTime<Utc>, limit: u32, offers: OfferPolicy) -> Result<HoldSweep, StoreError>;
+    async fn expire_holds(&self, now: DateTime<Utc>, limit: u32, offers: ChangePolicy)
+    -> Result<HoldSweep, StoreError>;
 
     /// `Reference{doctorId|specialtyId|patientId}` if the target does not exist.
     async fn add_waitlist_entry(&self, new: NewWaitlistEntry, audit: AuditEntry) -> Result<WaitlistEntry, StoreError>;
@@ -323,6 +326,41 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<MedicalRecord, StoreError>;
     /// Pending reservations whose upload window closed before `now`, oldest first.
     async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<MedicalRecord>, StoreError>;
+
+    /// Claims up to `limit` due notifications for sending: pending rows whose `send_at` has come
+    /// (oldest first), then rows whose sending lease ran out (a sweep that stopped mid-send).
+    /// Each becomes `sending` until `now + lease`, attempts + 1. No two claims share a row.
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// Records how a claimed attempt ended, compare-and-swap on the claim (`sending` with these
+    /// `attempts`): `false` if the row was claimed again since, so a late sweep changes nothing.
+    async fn finish_notification(
+        &self,
+        id: NotificationId,
+        attempts: i64,
+        attempt: NotificationAttempt,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// The appointment's notifications, oldest first; `NotFound` if the appointment is outside
+    /// the scope.
+    async fn list_notifications(
+        &self,
+        appointment: AppointmentId,
+        scope: PatientScope,
+    ) -> Result<Vec<Notification>, StoreError>;
+    async fn get_notification(&self, id: NotificationId) -> Result<Notification, StoreError>;
+    /// Staff: a failed notification pending again now, as a new operation, audited (resource id
+    /// filled in); `Refused(IllegalTransition)` unless it failed.
+    async fn resend_notification(
+        &self,
+        id: NotificationId,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<Notification, StoreError>;
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError>;
     async fn get_user(&self, id: UserId) -> Result<User, StoreError>;

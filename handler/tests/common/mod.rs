@@ -11,12 +11,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use handler::config::Settings;
 use handler::domain::appointment::{
-    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
-    NewWaitlistEntry, OfferPolicy, Reschedule, Transition, WaitlistEntry,
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, ChangePolicy, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, Reschedule, Transition, WaitlistEntry,
 };
 use handler::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use handler::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use handler::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
+use handler::domain::notification::{Attempt as NotificationAttempt, Notification};
 use handler::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use handler::domain::record::{
     BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
@@ -26,7 +27,8 @@ use handler::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use handler::domain::user::{Membership, Subject, User};
 use handler::domain::values::Username;
 use handler::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, NotificationId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId,
+    WaitlistId,
 };
 use handler::startup::{AppState, Application};
 use handler::store::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
@@ -467,7 +469,7 @@ impl Store for DownStore {
         _: PatientScope,
         _: Transition,
         _: i64,
-        _: OfferPolicy,
+        _: ChangePolicy,
         _: AuditEntry,
     ) -> Result<Appointment, StoreError> {
         self.fail()
@@ -478,12 +480,12 @@ impl Store for DownStore {
         _: PatientScope,
         _: Reschedule,
         _: i64,
-        _: OfferPolicy,
+        _: ChangePolicy,
         _: AuditEntry,
     ) -> Result<(Appointment, Appointment), StoreError> {
         self.fail()
     }
-    async fn expire_holds(&self, _: DateTime<Utc>, _: u32, _: OfferPolicy) -> Result<HoldSweep, StoreError> {
+    async fn expire_holds(&self, _: DateTime<Utc>, _: u32, _: ChangePolicy) -> Result<HoldSweep, StoreError> {
         self.fail()
     }
     async fn add_waitlist_entry(&self, _: NewWaitlistEntry, _: AuditEntry) -> Result<WaitlistEntry, StoreError> {
@@ -580,6 +582,37 @@ impl Store for DownStore {
         self.fail()
     }
     async fn expired_uploads(&self, _: DateTime<Utc>, _: u32) -> Result<Vec<MedicalRecord>, StoreError> {
+        self.fail()
+    }
+    async fn claim_notifications(
+        &self,
+        _: DateTime<Utc>,
+        _: u32,
+        _: chrono::Duration,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.fail()
+    }
+    async fn finish_notification(
+        &self,
+        _: NotificationId,
+        _: i64,
+        _: NotificationAttempt,
+        _: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.fail()
+    }
+    async fn list_notifications(&self, _: AppointmentId, _: PatientScope) -> Result<Vec<Notification>, StoreError> {
+        self.fail()
+    }
+    async fn get_notification(&self, _: NotificationId) -> Result<Notification, StoreError> {
+        self.fail()
+    }
+    async fn resend_notification(
+        &self,
+        _: NotificationId,
+        _: DateTime<Utc>,
+        _: AuditEntry,
+    ) -> Result<Notification, StoreError> {
         self.fail()
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use handler::domain::appointment::{
-    AppointmentFilter, Booked, CancelReason, IdempotencyKey, NewAppointment, NewWaitlistEntry, OfferPolicy, Refusal,
+    AppointmentFilter, Booked, CancelReason, ChangePolicy, IdempotencyKey, NewAppointment, NewWaitlistEntry, Refusal,
     Reschedule, Status, Transition, WaitlistStatus, WaitlistTarget,
 };
 use handler::domain::audit::Action;
@@ -17,19 +17,19 @@ use handler::store::{PatientScope, Store, StoreError};
 use super::{audit, doctor, patient, specialty};
 
 const ALL: PatientScope = PatientScope::All;
-const OFFERS: OfferPolicy = OfferPolicy { hold: Duration::minutes(60) };
+pub(super) const OFFERS: ChangePolicy = ChangePolicy::offers(Duration::minutes(60));
 
-fn at(s: &str) -> DateTime<Utc> {
+pub(super) fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
 /// "Now" for every case: the slots below are days later.
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     at("2026-07-01T08:00:00Z")
 }
 
 /// A 30-minute appointment at `start` with 5 minutes before and 10 after blocked.
-fn new_appt(patient: PatientId, doctor: DoctorId, start: &str) -> NewAppointment {
+pub(super) fn new_appt(patient: PatientId, doctor: DoctorId, start: &str) -> NewAppointment {
     let s = at(start);
     let slot = Interval::new(s, s + Duration::minutes(30)).unwrap();
     NewAppointment {
@@ -40,11 +40,12 @@ fn new_appt(patient: PatientId, doctor: DoctorId, start: &str) -> NewAppointment
         slot,
         blocked: Interval { start: slot.start - Duration::minutes(5), end: slot.end + Duration::minutes(10) },
         hold_until: None,
+        reminders: Default::default(),
         now: now(),
     }
 }
 
-fn booked(result: Result<Booked, StoreError>) -> handler::domain::appointment::Appointment {
+pub(super) fn booked(result: Result<Booked, StoreError>) -> handler::domain::appointment::Appointment {
     match result {
         Ok(Booked::Created(a)) => a,
         other => panic!("expected a new booking, got {other:?}"),
@@ -58,16 +59,16 @@ fn refused(result: Result<impl std::fmt::Debug, StoreError>, want: Refusal) {
     }
 }
 
-fn change(to: Status) -> Transition {
+pub(super) fn change(to: Status) -> Transition {
     Transition { to, cancel_reason: (to == Status::Cancelled).then_some(CancelReason::PatientRequest), now: now() }
 }
 
-struct Clinic {
-    doctors: Vec<DoctorId>,
-    patients: Vec<PatientId>,
+pub(super) struct Clinic {
+    pub(super) doctors: Vec<DoctorId>,
+    pub(super) patients: Vec<PatientId>,
 }
 
-async fn clinic(store: &Arc<dyn Store>, tag: &str, doctors: usize, patients: usize) -> Clinic {
+pub(super) async fn clinic(store: &Arc<dyn Store>, tag: &str, doctors: usize, patients: usize) -> Clinic {
     let s = store.create_specialty(specialty(tag)).await.unwrap();
     let mut out = Clinic { doctors: Vec::new(), patients: Vec::new() };
     for i in 0..doctors {
@@ -89,7 +90,7 @@ async fn clinic(store: &Arc<dyn Store>, tag: &str, doctors: usize, patients: usi
     out
 }
 
-fn book_audit() -> handler::domain::audit::Entry {
+pub(super) fn book_audit() -> handler::domain::audit::Entry {
     audit(Action::Create, "appointment")
 }
 
@@ -337,7 +338,7 @@ pub async fn concurrent_transitions_one_wins(store: Arc<dyn Store>) {
     assert_eq!(store.get_appointment(a.id, ALL).await.unwrap().version, 2);
 }
 
-fn moved(start: &str) -> Reschedule {
+pub(super) fn moved(start: &str) -> Reschedule {
     let s = at(start);
     let slot = Interval::new(s, s + Duration::minutes(30)).unwrap();
     Reschedule {
@@ -528,7 +529,7 @@ pub async fn doctors_see_patients_they_treat(store: Arc<dyn Store>) {
     assert_eq!(listed.items.iter().map(|p| p.id).collect::<Vec<_>>(), vec![p0]);
 }
 
-fn wait(patient: PatientId, target: WaitlistTarget) -> NewWaitlistEntry {
+pub(super) fn wait(patient: PatientId, target: WaitlistTarget) -> NewWaitlistEntry {
     NewWaitlistEntry {
         patient_id: patient,
         target,

@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 pub mod appointments;
+pub mod notifications;
 pub mod records;
 pub use appointments::*;
+pub use notifications::*;
 pub use records::*;
 
 use std::sync::Arc;
@@ -736,7 +738,11 @@ macro_rules! contract_tests {
             freed_slots_go_to_the_waitlist_in_order, slots_too_soon_are_not_offered,
             records_are_reserved_then_finished_once, records_need_a_patient_and_a_blob_of_their_own,
             records_list_newest_first_inside_the_scope, only_pending_reservations_are_discarded,
-            soft_deletion_is_compare_and_swap, expired_reservations_come_oldest_first, concurrent_endings_one_wins);
+            soft_deletion_is_compare_and_swap, expired_reservations_come_oldest_first, concurrent_endings_one_wins,
+            bookings_write_their_messages_and_reminders, cancelling_voids_reminders_and_writes_the_cancellation,
+            rescheduling_moves_the_reminders_to_the_new_time, waitlist_offers_are_notified,
+            concurrent_claims_never_share_a_row_and_lapsed_leases_return,
+            retries_wait_failures_stay_visible_and_staff_resend);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(

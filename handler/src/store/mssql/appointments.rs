@@ -19,13 +19,14 @@ use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use tiberius::{Row, ToSql};
 
 use super::conn::MssqlConn;
-use super::{audit, rows, sql, waitlist};
+use super::{audit, notifications, rows, sql, waitlist};
 use crate::domain::appointment::{
-    Appointment, AppointmentCursor, AppointmentFilter, Booked, CancelReason, FreedSlot, IDEMPOTENCY_TTL,
-    IdempotencyKey, MAX_BLOCK, NewAppointment, NewRow, OfferPolicy, Refusal, Reschedule, Status, Transition,
-    new_ical_uid, system_audit,
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, CancelReason, ChangePolicy, FreedSlot, IDEMPOTENCY_TTL,
+    IdempotencyKey, MAX_BLOCK, NewAppointment, NewRow, Refusal, Reschedule, Status, Transition, new_ical_uid,
+    system_audit,
 };
 use crate::domain::audit::{Action, Entry};
+use crate::domain::notification::{NotificationKind, owed};
 use crate::domain::schedule::Interval;
 use crate::domain::values::LongText;
 use crate::domain::{AppointmentId, DoctorId, Page, PatientId, SpecialtyId, WaitlistId};
@@ -250,7 +251,11 @@ pub async fn book(
     audit_entry.resource_id = Some(id.to_string());
     audit_entry.patient_id = Some(new.patient_id);
     audit::append(c, vec![audit_entry]).await?;
-    Ok(Booked::Created(get(c, id, PatientScope::All).await?))
+    let booked = get(c, id, PatientScope::All).await?;
+    if booked.status == Status::Booked {
+        notifications::enqueue(c, &booked, NotificationKind::Booked, new.reminders, new.now).await?;
+    }
+    Ok(Booked::Created(booked))
 }
 
 /// The status parameters of `APPOINTMENT_LIST`: whether to filter, and the distinct statuses
@@ -322,7 +327,7 @@ pub async fn transition(
     scope: PatientScope,
     change: Transition,
     expected: i64,
-    offers: OfferPolicy,
+    offers: ChangePolicy,
     mut audit_entry: Entry,
 ) -> Result<Appointment, StoreError> {
     let current = locked(c, id, scope).await?;
@@ -363,7 +368,12 @@ pub async fn transition(
     if occupied && matches!(change.to, Status::Cancelled | Status::EnteredInError) {
         waitlist::offer(c, &FreedSlot::of(&current), change.now, offers, current.waitlist_entry_id).await?;
     }
-    get(c, id, PatientScope::All).await
+    let after = get(c, id, PatientScope::All).await?;
+    notifications::void_superseded(c, id, after.version, change.now).await?;
+    if let Some(event) = owed(current.status, change.to) {
+        notifications::enqueue(c, &after, event, offers.reminders, change.now).await?;
+    }
+    Ok(after)
 }
 
 /// Runs inside the caller's transaction.
@@ -373,7 +383,7 @@ pub async fn reschedule(
     scope: PatientScope,
     change: &Reschedule,
     expected: i64,
-    offers: OfferPolicy,
+    offers: ChangePolicy,
     mut audit_entry: Entry,
 ) -> Result<(Appointment, Appointment), StoreError> {
     let current = locked(c, id, scope).await?;
@@ -402,7 +412,10 @@ pub async fn reschedule(
     created.resource_id = Some(new_id.to_string());
     audit::append(c, vec![audit_entry, created]).await?;
     waitlist::offer(c, &FreedSlot::of(&current), change.now, offers, None).await?;
-    Ok((get(c, id, PatientScope::All).await?, get(c, new_id, PatientScope::All).await?))
+    let (old, moved) = (get(c, id, PatientScope::All).await?, get(c, new_id, PatientScope::All).await?);
+    notifications::void_superseded(c, id, old.version, change.now).await?;
+    notifications::enqueue(c, &moved, NotificationKind::Rescheduled, offers.reminders, change.now).await?;
+    Ok((old, moved))
 }
 
 /// Runs inside the caller's transaction.
@@ -417,13 +430,14 @@ pub async fn expire_hold(
     c: &mut MssqlConn,
     hold: &Appointment,
     now: DateTime<Utc>,
-    offers: OfferPolicy,
+    offers: ChangePolicy,
 ) -> Result<(bool, bool), StoreError> {
     lock(c, hold.doctor_id, hold.patient_id).await?;
     let n = changed(c, sql::APPOINTMENT_EXPIRE_HOLD, &[&at(now), &hold.id.get(), &hold.version]).await?;
     if n != 1 {
         return Ok((false, false));
     }
+    notifications::void_superseded(c, hold.id, hold.version + 1, now).await?;
     if let Some(entry) = hold.waitlist_entry_id {
         waitlist::settle_offer(c, entry, hold.id, false, now).await?;
     }

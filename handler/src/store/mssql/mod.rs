@@ -19,6 +19,7 @@ mod doctors;
 pub mod errors;
 pub mod manager;
 mod migrate;
+mod notifications;
 mod patients;
 mod records;
 mod rows;
@@ -46,12 +47,13 @@ use self::errors::{is_lost_audit_race, is_transient};
 use self::manager::{LastError, LogErrors};
 use super::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
 use crate::domain::appointment::{
-    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
-    NewWaitlistEntry, OfferPolicy, Reschedule, Transition, WaitlistEntry,
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, ChangePolicy, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, Reschedule, Transition, WaitlistEntry,
 };
 use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
+use crate::domain::notification::{Attempt as NotificationAttempt, Notification};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use crate::domain::record::{
     BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
@@ -61,7 +63,8 @@ use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
 use crate::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, NotificationId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId,
+    WaitlistId,
 };
 
 /// Functions instances are small and scale out; each one multiplies this against the
@@ -458,7 +461,7 @@ impl Store for MssqlStore {
         scope: PatientScope,
         change: Transition,
         expected: i64,
-        offers: OfferPolicy,
+        offers: ChangePolicy,
         audit: AuditEntry,
     ) -> Result<Appointment, StoreError> {
         self.write("transition_appointment", move |c| {
@@ -473,7 +476,7 @@ impl Store for MssqlStore {
         scope: PatientScope,
         change: Reschedule,
         expected: i64,
-        offers: OfferPolicy,
+        offers: ChangePolicy,
         audit: AuditEntry,
     ) -> Result<(Appointment, Appointment), StoreError> {
         self.write("reschedule_appointment", move |c| {
@@ -484,7 +487,12 @@ impl Store for MssqlStore {
     }
 
     /// One transaction for the whole pass, as in the SQLite store.
-    async fn expire_holds(&self, now: DateTime<Utc>, limit: u32, offers: OfferPolicy) -> Result<HoldSweep, StoreError> {
+    async fn expire_holds(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        offers: ChangePolicy,
+    ) -> Result<HoldSweep, StoreError> {
         let due = self.read("holds_due", move |c| Box::pin(appointments::holds_due(c, now, limit))).await?;
         let mut report = HoldSweep::default();
         for hold in due {
@@ -600,6 +608,50 @@ impl Store for MssqlStore {
 
     async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<MedicalRecord>, StoreError> {
         self.read("expired_uploads", move |c| Box::pin(records::expired_uploads(c, now, limit))).await
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.write("claim_notifications", move |c| Box::pin(notifications::claim(c, now, limit, lease))).await
+    }
+
+    async fn finish_notification(
+        &self,
+        id: NotificationId,
+        attempts: i64,
+        attempt: NotificationAttempt,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write("finish_notification", move |c| {
+            let attempt = attempt.clone();
+            Box::pin(async move { notifications::finish(c, id, attempts, &attempt, now).await })
+        })
+        .await
+    }
+
+    async fn list_notifications(
+        &self,
+        appointment: AppointmentId,
+        scope: PatientScope,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.read("list_notifications", move |c| Box::pin(notifications::list(c, appointment, scope))).await
+    }
+
+    async fn get_notification(&self, id: NotificationId) -> Result<Notification, StoreError> {
+        self.read("get_notification", move |c| Box::pin(notifications::get(c, id))).await
+    }
+
+    async fn resend_notification(
+        &self,
+        id: NotificationId,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<Notification, StoreError> {
+        self.write("resend_notification", move |c| Box::pin(notifications::resend(c, id, now, audit.clone()))).await
     }
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {

@@ -559,6 +559,70 @@ WHERE id > @P1
   AND (@P4 IS NULL OR occurred_at < @P4)
 ORDER BY id;";
 
+// --- notifications ------------------------------------------------------------------------
+// The SQLite store's statements, one for one. Claims take UPDLOCK + READPAST so a second sweep
+// skips rows the first holds, and repeat the due condition on the updated row, so an engine
+// that ignores the hints (Babelfish) still never claims a row twice.
+
+macro_rules! notification_columns {
+    () => {
+        "id, appointment_id, appointment_version, patient_id, kind, offset_minutes, send_at, status, attempts,
+       last_error, lease_until, operation_id, sent_at, created_at, updated_at"
+    };
+}
+
+/// A row an appointment change owes, once per (appointment, version, kind, offset).
+pub const NOTIFICATION_INSERT: &str = "IF NOT EXISTS (SELECT 1 FROM dbo.notifications WITH (UPDLOCK, HOLDLOCK)
+    WHERE appointment_id = @P1 AND appointment_version = @P2 AND kind = @P4 AND offset_minutes = @P5)
+INSERT INTO dbo.notifications (appointment_id, appointment_version, patient_id, kind, offset_minutes, send_at, status,
+                               attempts, operation_id, created_at, updated_at)
+VALUES (@P1, @P2, @P3, @P4, @P5, @P6, N'pending', 0, @P7, @P8, @P8);";
+/// Voids the appointment's unsent rows from before version @P3.
+pub const NOTIFICATION_VOID_SUPERSEDED: &str = "UPDATE dbo.notifications
+SET status = N'void', last_error = N'superseded', updated_at = @P1
+WHERE appointment_id = @P2 AND appointment_version < @P3 AND status IN (N'pending', N'failed');";
+/// Claims up to @P2 due rows at @P1 (pending and due, or sending with a lapsed lease) until @P3.
+pub const NOTIFICATION_CLAIM: &str = concat!(
+    "DECLARE @claimed TABLE (id BIGINT NOT NULL);
+UPDATE n SET status = N'sending', lease_until = @P3, attempts = n.attempts + 1, updated_at = @P1
+OUTPUT inserted.id INTO @claimed (id)
+FROM dbo.notifications n
+WHERE n.id IN (SELECT TOP (@P2) d.id FROM dbo.notifications d WITH (UPDLOCK, READPAST, ROWLOCK)
+               WHERE d.status = N'pending' AND d.send_at <= @P1 ORDER BY d.send_at)
+  AND n.status = N'pending' AND n.send_at <= @P1;
+DECLARE @left BIGINT = @P2 - (SELECT COUNT_BIG(*) FROM @claimed);
+UPDATE n SET lease_until = @P3, attempts = n.attempts + 1, updated_at = @P1
+OUTPUT inserted.id INTO @claimed (id)
+FROM dbo.notifications n
+WHERE n.id IN (SELECT TOP (@left) d.id FROM dbo.notifications d WITH (UPDLOCK, READPAST, ROWLOCK)
+               WHERE d.status = N'sending' AND d.lease_until <= @P1 ORDER BY d.lease_until)
+  AND n.status = N'sending' AND n.lease_until <= @P1;
+SELECT ",
+    notification_columns!(),
+    "
+FROM dbo.notifications WHERE id IN (SELECT id FROM @claimed) ORDER BY send_at, id;"
+);
+/// Ends a claimed attempt: compare-and-swap on (sending, attempts @P7).
+pub const NOTIFICATION_FINISH: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.notifications
+SET status = @P1, send_at = COALESCE(@P2, send_at), last_error = @P3, sent_at = @P4, lease_until = NULL,
+    updated_at = @P5
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P6 AND status = N'sending' AND attempts = @P7;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// An appointment's rows, oldest first.
+pub const NOTIFICATION_LIST: &str =
+    concat!("SELECT ", notification_columns!(), "\nFROM dbo.notifications WHERE appointment_id = @P1 ORDER BY id;");
+pub const NOTIFICATION_GET: &str =
+    concat!("SELECT ", notification_columns!(), "\nFROM dbo.notifications WHERE id = @P1;");
+/// A failed row pending again at @P1 as a new operation @P2.
+pub const NOTIFICATION_RESEND: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.notifications
+SET status = N'pending', send_at = @P1, attempts = 0, last_error = NULL, operation_id = @P2, updated_at = @P1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P3 AND status = N'failed';
+SELECT COUNT_BIG(*) AS changed FROM @u;";
+
 /// Every statement above, by name, for the static parse test.
 pub const STATEMENTS: &[(&str, &str)] = &[
     ("BEGIN", BEGIN),
@@ -642,6 +706,13 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("RECORD_LIST", RECORD_LIST),
     ("RECORD_DELETE", RECORD_DELETE),
     ("RECORD_EXPIRED_UPLOADS", RECORD_EXPIRED_UPLOADS),
+    ("NOTIFICATION_INSERT", NOTIFICATION_INSERT),
+    ("NOTIFICATION_VOID_SUPERSEDED", NOTIFICATION_VOID_SUPERSEDED),
+    ("NOTIFICATION_CLAIM", NOTIFICATION_CLAIM),
+    ("NOTIFICATION_FINISH", NOTIFICATION_FINISH),
+    ("NOTIFICATION_LIST", NOTIFICATION_LIST),
+    ("NOTIFICATION_GET", NOTIFICATION_GET),
+    ("NOTIFICATION_RESEND", NOTIFICATION_RESEND),
     ("AUDIT_LAST_HASH", AUDIT_LAST_HASH),
     ("AUDIT_INSERT", AUDIT_INSERT),
     ("AUDIT_LIST", AUDIT_LIST),

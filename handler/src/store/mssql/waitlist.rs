@@ -6,12 +6,13 @@ use tiberius::Row;
 
 use super::appointments::{self, at, changed};
 use super::conn::MssqlConn;
-use super::{audit, rows, sql};
+use super::{audit, notifications, rows, sql};
 use crate::domain::appointment::{
-    Appointment, FreedSlot, NewRow, NewWaitlistEntry, OfferPolicy, Refusal, WaitlistEntry, WaitlistStatus,
+    Appointment, ChangePolicy, FreedSlot, NewRow, NewWaitlistEntry, Refusal, WaitlistEntry, WaitlistStatus,
     WaitlistTarget, new_ical_uid, system_audit,
 };
 use crate::domain::audit::{Action, Entry};
+use crate::domain::notification::NotificationKind;
 use crate::domain::{AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, WaitlistId, time};
 use crate::store::{PatientScope, StoreError};
 
@@ -148,7 +149,7 @@ pub async fn offer(
     c: &mut MssqlConn,
     freed: &FreedSlot,
     now: DateTime<Utc>,
-    policy: OfferPolicy,
+    policy: ChangePolicy,
     skip: Option<WaitlistId>,
 ) -> Result<Option<Appointment>, StoreError> {
     let Some((specialty, active, notice)) = appointments::doctor_booking_facts(c, freed.doctor_id).await? else {
@@ -190,7 +191,9 @@ pub async fn offer(
         let id = appointments::insert(c, &NewRow::offer(freed, patient, entry, policy, now, &uid)).await?;
         c.rows(sql::WAITLIST_OFFERED, &[&id.get(), &entry.get()]).await?;
         audit::append(c, vec![system_audit("waitlist-offer", Action::Create, id, patient, now)]).await?;
-        return appointments::get(c, id, PatientScope::All).await.map(Some);
+        let hold = appointments::get(c, id, PatientScope::All).await?;
+        notifications::enqueue(c, &hold, NotificationKind::WaitlistOffer, policy.reminders, now).await?;
+        return Ok(Some(hold));
     }
     Ok(None)
 }

@@ -9,13 +9,14 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{audit, map_error, rows, waitlist};
+use super::{audit, map_error, notifications, rows, waitlist};
 use crate::domain::appointment::{
-    Appointment, AppointmentCursor, AppointmentFilter, Booked, CancelReason, FreedSlot, HoldSweep, IDEMPOTENCY_TTL,
-    IdempotencyKey, MAX_BLOCK, NewAppointment, NewRow, OfferPolicy, Refusal, Reschedule, Status, Transition, live_sql,
-    new_ical_uid, system_audit,
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, CancelReason, ChangePolicy, FreedSlot, HoldSweep,
+    IDEMPOTENCY_TTL, IdempotencyKey, MAX_BLOCK, NewAppointment, NewRow, Refusal, Reschedule, Status, Transition,
+    live_sql, new_ical_uid, system_audit,
 };
 use crate::domain::audit::{Action, Entry};
+use crate::domain::notification::{NotificationKind, owed};
 use crate::domain::schedule::Interval;
 use crate::domain::values::LongText;
 use crate::domain::{AppointmentId, DoctorId, Page, PatientId, WaitlistId, time};
@@ -273,7 +274,11 @@ pub fn book(
     audit_entry.resource_id = Some(id.to_string());
     audit_entry.patient_id = Some(new.patient_id);
     audit::append(c, vec![audit_entry])?;
-    Ok(Booked::Created(get(c, id, PatientScope::All)?))
+    let booked = get(c, id, PatientScope::All)?;
+    if booked.status == Status::Booked {
+        notifications::enqueue(c, &booked, NotificationKind::Booked, new.reminders, new.now)?;
+    }
+    Ok(Booked::Created(booked))
 }
 
 pub fn list(
@@ -333,7 +338,7 @@ pub fn transition(
     scope: PatientScope,
     change: Transition,
     expected: i64,
-    offers: OfferPolicy,
+    offers: ChangePolicy,
     mut audit_entry: Entry,
 ) -> Result<Appointment, StoreError> {
     let current = locked(c, id, scope)?;
@@ -383,7 +388,12 @@ pub fn transition(
     if occupied && matches!(change.to, Status::Cancelled | Status::EnteredInError) {
         waitlist::offer(c, &FreedSlot::of(&current), change.now, offers, current.waitlist_entry_id)?;
     }
-    get(c, id, PatientScope::All)
+    let after = get(c, id, PatientScope::All)?;
+    notifications::void_superseded(c, id, after.version, change.now)?;
+    if let Some(event) = owed(current.status, change.to) {
+        notifications::enqueue(c, &after, event, offers.reminders, change.now)?;
+    }
+    Ok(after)
 }
 
 pub fn reschedule(
@@ -392,7 +402,7 @@ pub fn reschedule(
     scope: PatientScope,
     change: &Reschedule,
     expected: i64,
-    offers: OfferPolicy,
+    offers: ChangePolicy,
     mut audit_entry: Entry,
 ) -> Result<(Appointment, Appointment), StoreError> {
     let current = locked(c, id, scope)?;
@@ -430,14 +440,17 @@ pub fn reschedule(
     created.resource_id = Some(new_id.to_string());
     audit::append(c, vec![audit_entry, created])?;
     waitlist::offer(c, &FreedSlot::of(&current), change.now, offers, None)?;
-    Ok((get(c, id, PatientScope::All)?, get(c, new_id, PatientScope::All)?))
+    let (old, moved) = (get(c, id, PatientScope::All)?, get(c, new_id, PatientScope::All)?);
+    notifications::void_superseded(c, id, old.version, change.now)?;
+    notifications::enqueue(c, &moved, NotificationKind::Rescheduled, offers.reminders, change.now)?;
+    Ok((old, moved))
 }
 
 pub fn expire_holds(
     c: &Connection,
     now: DateTime<Utc>,
     limit: u32,
-    offers: OfferPolicy,
+    offers: ChangePolicy,
 ) -> Result<HoldSweep, StoreError> {
     let due: Vec<Appointment> = c
         .prepare_cached(&format!(
@@ -461,6 +474,7 @@ pub fn expire_holds(
             continue;
         }
         report.expired += 1;
+        notifications::void_superseded(c, hold.id, hold.version + 1, now)?;
         if let Some(entry) = hold.waitlist_entry_id {
             waitlist::settle_offer(c, entry, hold.id, false, now)?;
         }

@@ -11,6 +11,7 @@ mod audit;
 mod doctors;
 mod errors;
 mod migrate;
+mod notifications;
 mod patients;
 mod records;
 mod rows;
@@ -30,12 +31,13 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::{AuditFilter, ExpectedVersion, PatientScope, Store, StoreError};
 use crate::domain::appointment::{
-    Appointment, AppointmentCursor, AppointmentFilter, Booked, HoldSweep, IdempotencyKey, NewAppointment,
-    NewWaitlistEntry, OfferPolicy, Reschedule, Transition, WaitlistEntry,
+    Appointment, AppointmentCursor, AppointmentFilter, Booked, ChangePolicy, HoldSweep, IdempotencyKey, NewAppointment,
+    NewWaitlistEntry, Reschedule, Transition, WaitlistEntry,
 };
 use crate::domain::audit::{Entry as AuditEntry, Event as AuditEvent};
 use crate::domain::doctor::{Doctor, DoctorChanges, DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{DoctorCalendar, NewTimeOff, Schedule, StoredSchedule, TimeOff};
+use crate::domain::notification::{Attempt as NotificationAttempt, Notification};
 use crate::domain::patient::{NewPatient, Patient, PatientChanges, PatientFilter};
 use crate::domain::record::{
     BlobName, DeleteReason, MedicalRecord, NewRecord, NewestFirst, Outcome as RecordOutcome, RecordFilter,
@@ -45,7 +47,8 @@ use crate::domain::specialty::{NewSpecialty, Specialty, SpecialtyChanges};
 use crate::domain::user::{Membership, Subject, User};
 use crate::domain::values::Username;
 use crate::domain::{
-    AppointmentId, DoctorId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId, WaitlistId,
+    AppointmentId, DoctorId, NotificationId, Page, PageRequest, PatientId, RecordId, SpecialtyId, TimeOffId, UserId,
+    WaitlistId,
 };
 pub use errors::map_error;
 
@@ -329,7 +332,7 @@ impl Store for SqliteStore {
         scope: PatientScope,
         change: Transition,
         expected: i64,
-        offers: OfferPolicy,
+        offers: ChangePolicy,
         audit: AuditEntry,
     ) -> Result<Appointment, StoreError> {
         self.write(move |tx| appointments::transition(tx, id, scope, change, expected, offers, audit)).await
@@ -341,13 +344,18 @@ impl Store for SqliteStore {
         scope: PatientScope,
         change: Reschedule,
         expected: i64,
-        offers: OfferPolicy,
+        offers: ChangePolicy,
         audit: AuditEntry,
     ) -> Result<(Appointment, Appointment), StoreError> {
         self.write(move |tx| appointments::reschedule(tx, id, scope, &change, expected, offers, audit)).await
     }
 
-    async fn expire_holds(&self, now: DateTime<Utc>, limit: u32, offers: OfferPolicy) -> Result<HoldSweep, StoreError> {
+    async fn expire_holds(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        offers: ChangePolicy,
+    ) -> Result<HoldSweep, StoreError> {
         self.write(move |tx| appointments::expire_holds(tx, now, limit, offers)).await
     }
 
@@ -428,6 +436,46 @@ impl Store for SqliteStore {
 
     async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<MedicalRecord>, StoreError> {
         self.read(move |c| records::expired_uploads(c, now, limit)).await
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.write(move |c| notifications::claim(c, now, limit, lease)).await
+    }
+
+    async fn finish_notification(
+        &self,
+        id: NotificationId,
+        attempts: i64,
+        attempt: NotificationAttempt,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| notifications::finish(c, id, attempts, &attempt, now)).await
+    }
+
+    async fn list_notifications(
+        &self,
+        appointment: AppointmentId,
+        scope: PatientScope,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.read(move |c| notifications::list(c, appointment, scope)).await
+    }
+
+    async fn get_notification(&self, id: NotificationId) -> Result<Notification, StoreError> {
+        self.read(move |c| notifications::get(c, id)).await
+    }
+
+    async fn resend_notification(
+        &self,
+        id: NotificationId,
+        now: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> Result<Notification, StoreError> {
+        self.write(move |c| notifications::resend(c, id, now, audit)).await
     }
 
     async fn user_by_subject(&self, subject: &Subject) -> Result<Option<User>, StoreError> {

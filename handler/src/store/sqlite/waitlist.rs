@@ -5,12 +5,13 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::appointments::{self, scope_sql};
-use super::{audit, map_error, rows};
+use super::{audit, map_error, notifications, rows};
 use crate::domain::appointment::{
-    Appointment, FreedSlot, NewRow, NewWaitlistEntry, OfferPolicy, Refusal, WaitlistEntry, WaitlistStatus,
+    Appointment, ChangePolicy, FreedSlot, NewRow, NewWaitlistEntry, Refusal, WaitlistEntry, WaitlistStatus,
     WaitlistTarget, new_ical_uid, system_audit,
 };
 use crate::domain::audit::{Action, Entry};
+use crate::domain::notification::NotificationKind;
 use crate::domain::{AppointmentId, DoctorId, Page, PageRequest, PatientId, SpecialtyId, WaitlistId, time};
 use crate::store::{PatientScope, StoreError};
 
@@ -161,7 +162,7 @@ pub fn offer(
     c: &Connection,
     freed: &FreedSlot,
     now: DateTime<Utc>,
-    policy: OfferPolicy,
+    policy: ChangePolicy,
     skip: Option<WaitlistId>,
 ) -> Result<Option<Appointment>, StoreError> {
     let Some((specialty, active, notice)) = appointments::doctor_booking_facts(c, freed.doctor_id)? else {
@@ -222,7 +223,9 @@ pub fn offer(
             .and_then(|mut s| s.execute(params![id.get(), entry.get()]))
             .map_err(map_error)?;
         audit::append(c, vec![system_audit("waitlist-offer", Action::Create, id, patient, now)])?;
-        return appointments::get(c, id, PatientScope::All).map(Some);
+        let hold = appointments::get(c, id, PatientScope::All)?;
+        notifications::enqueue(c, &hold, NotificationKind::WaitlistOffer, policy.reminders, now)?;
+        return Ok(Some(hold));
     }
     Ok(None)
 }
