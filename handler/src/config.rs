@@ -62,6 +62,58 @@ pub struct Settings {
     pub booking: BookingSettings,
     /// Where medical records are stored and how big they may be.
     pub records: RecordSettings,
+    /// Where email goes and what it signs with.
+    pub notify: NotifySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub email: crate::notify::settings::EmailSettings,
+    /// `PORTAL_CLINIC_NAME`: who the messages are from (default "Patient Portal").
+    pub clinic_name: String,
+    /// `PORTAL_PUBLIC_URL`: where patients manage their appointments, linked in every message.
+    pub portal_url: Option<String>,
+}
+
+impl NotifySettings {
+    /// The outbox folder at `dir`, no link.
+    pub fn outbox(dir: PathBuf) -> Self {
+        NotifySettings {
+            email: crate::notify::settings::EmailSettings {
+                transport: crate::notify::settings::Transport::Outbox { dir },
+                sender: "DoNotReply@portal.localhost".into(),
+            },
+            clinic_name: "Patient Portal".into(),
+            portal_url: None,
+        }
+    }
+}
+
+fn parse_notify<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<NotifySettings, ConfigError> {
+    let email = crate::notify::settings::parse(
+        get("PORTAL_EMAIL_CONNECTION_STRING"),
+        get("PORTAL_EMAIL_ENDPOINT"),
+        get("AZURE_CLIENT_ID"),
+        get("PORTAL_EMAIL_SENDER"),
+        PathBuf::from(get("PORTAL_EMAIL_OUTBOX_DIR").unwrap_or("data/outbox")),
+    )
+    .map_err(|(name, problem)| err(name, problem))?;
+    let clinic_name = match get("PORTAL_CLINIC_NAME") {
+        None => "Patient Portal".to_owned(),
+        Some(n) if !n.trim().is_empty() && n.len() <= 100 && !n.chars().any(char::is_control) => n.trim().to_owned(),
+        Some(_) => return Err(err("PORTAL_CLINIC_NAME", "must be 1 to 100 characters without control characters")),
+    };
+    let portal_url = match get("PORTAL_PUBLIC_URL") {
+        None => None,
+        Some(raw) => {
+            let url = url::Url::parse(raw.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
+                .ok_or_else(|| err("PORTAL_PUBLIC_URL", "must be an http(s) URL like https://portal.clinic.example"))?;
+            Some(url.as_str().to_owned())
+        }
+    };
+    Ok(NotifySettings { email, clinic_name, portal_url })
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +229,12 @@ pub const SETTING_NAMES: &[&str] = &[
     "PORTAL_HOLD_MINUTES",
     "PORTAL_WAITLIST_OFFER_MINUTES",
     "PORTAL_REMINDER_OFFSETS",
+    "PORTAL_EMAIL_CONNECTION_STRING",
+    "PORTAL_EMAIL_ENDPOINT",
+    "PORTAL_EMAIL_SENDER",
+    "PORTAL_EMAIL_OUTBOX_DIR",
+    "PORTAL_CLINIC_NAME",
+    "PORTAL_PUBLIC_URL",
     "PORTAL_RECORDS_CONNECTION_STRING",
     "PORTAL_RECORDS_ACCOUNT_URL",
     "AZURE_CLIENT_ID",
@@ -303,6 +361,7 @@ impl Settings {
         let max_invocation_body_bytes =
             parse_size("PORTAL_MAX_INVOCATION_BYTES", get("PORTAL_MAX_INVOCATION_BYTES"), 48 * 1024 * 1024)?;
         let records = parse_records(&get, max_invocation_body_bytes)?;
+        let notify = parse_notify(&get)?;
         Ok(Settings {
             mode,
             database,
@@ -349,6 +408,7 @@ impl Settings {
                 },
             },
             records,
+            notify,
         })
     }
 
@@ -356,6 +416,7 @@ impl Settings {
     pub fn for_tests(sqlite_path: PathBuf) -> Self {
         // Record files beside the test's database, never in the working directory.
         let records = RecordSettings::local(sqlite_path.with_file_name("records"));
+        let notify = NotifySettings::outbox(sqlite_path.with_file_name("outbox"));
         Settings {
             mode: RunMode::Standalone { address: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 0 },
             database: DatabaseSettings::Sqlite { path: sqlite_path },
@@ -380,6 +441,7 @@ impl Settings {
             rate_limits_enabled: false,
             booking: BookingSettings::default(),
             records,
+            notify,
         }
     }
 }

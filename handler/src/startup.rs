@@ -36,6 +36,9 @@ pub struct AppState {
     /// Where record files live (local folder or Blob Storage).
     pub records: Arc<dyn crate::blobs::RecordStorage>,
     pub record_limits: crate::config::RecordSettings,
+    /// Where notifications go (Communication Services, or the outbox folder).
+    pub mailer: Arc<dyn crate::notify::Mailer>,
+    pub notify: crate::config::NotifySettings,
 }
 
 impl AppState {
@@ -63,6 +66,8 @@ pub enum StartupError {
     Auth(String),
     #[error("record storage could not be set up")]
     Records(#[from] crate::blobs::BlobError),
+    #[error("email could not be set up")]
+    Email(#[from] crate::notify::settings::EmailError),
 }
 
 pub struct Application {
@@ -104,6 +109,8 @@ impl Application {
             booking: settings.booking,
             records: crate::blobs::open(&settings.records.storage).await?,
             record_limits: settings.records.clone(),
+            mailer: crate::notify::open(&settings.notify.email).await?,
+            notify: settings.notify.clone(),
         });
         let keys = web::Data::from(KeyPolicy::new(if standalone { &settings.function_keys } else { &[] }));
         let cors = settings.cors.clone();

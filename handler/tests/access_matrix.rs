@@ -97,6 +97,7 @@ enum Expect {
 const OK: Expect = Expect::Ok(200);
 const CREATED: Expect = Expect::Ok(201);
 const DELETED: Expect = Expect::Ok(204);
+const ACCEPTED: Expect = Expect::Ok(202);
 const E401: Expect = Expect::NotSignedIn;
 const E403: Expect = Expect::Forbidden;
 const E404: Expect = Expect::NotFound;
@@ -148,6 +149,10 @@ const TABLE: &[Row] = &[
     ("AppointmentStatus", "POST", [Same(E401), Same(E401), Same(E403), split(OK, E404), split(OK, E404),   Same(OK),      Same(OK)]),
     ("AppointmentReschedule", "POST", [Same(E401), Same(E401), Same(E403), split(CREATED, E404), split(CREATED, E404), Same(CREATED), Same(CREATED)]),
     ("AppointmentCalendar", "GET", [Same(E401), Same(E401), Same(E403), split(OK, E404),   split(OK, E404),   Same(OK),      Same(OK)]),
+    ("AppointmentNotifications", "GET", [Same(E401), Same(E401), Same(E403), split(OK, E404), split(OK, E404), Same(OK), Same(OK)]),
+    // Only staff re-send a failed message or send a test email.
+    ("NotificationResend", "POST", [Same(E401), Same(E401), Same(E403), Same(E403),      Same(E403),        Same(ACCEPTED), Same(ACCEPTED)]),
+    ("TestEmail",   "POST",   [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(OK),      Same(OK)]),
     // Patients join the waitlist for themselves, staff for anyone; doctors do not join it. A
     // doctor sees the entries waiting for them, but only the patient or staff withdraw one.
     ("Waitlist",    "GET",    [Same(E401), Same(E401), Same(E403),   Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
@@ -363,12 +368,62 @@ impl Clinic {
         } else if resource.starts_with("records/") {
             let res = upload_as(&self.app.client, &self.app, patient).await;
             Some(created(res).await["id"].as_i64().unwrap())
+        } else if resource.starts_with("notifications/") {
+            Some(self.failed_notification(patient, doctor).await)
         } else if resource.starts_with("waitlist/") {
             let entry = created(self.app.post_json("/api/waitlist", &waitlist_body(patient, doctor)).await).await;
             Some(entry["id"].as_i64().unwrap())
         } else {
             None
         }
+    }
+
+    /// A failed notification of a fresh booking (made through the store, so no dispatch runs
+    /// after it), for a staff re-send.
+    async fn failed_notification(&self, patient: i64, doctor: i64) -> i64 {
+        use handler::domain::notification::{Attempt, ReminderOffsets};
+        let store = &self.app.state.store;
+        let now = self.app.state.clock.now();
+        let start = chrono::DateTime::parse_from_rfc3339(&self.free_slot(doctor).await).unwrap().to_utc();
+        let slot = handler::domain::schedule::Interval::new(start, start + chrono::Duration::minutes(30)).unwrap();
+        let new = handler::domain::appointment::NewAppointment {
+            patient_id: handler::domain::PatientId::new(patient).unwrap(),
+            doctor_id: handler::domain::DoctorId::new(doctor).unwrap(),
+            appointment_type: "consult".into(),
+            reason: None,
+            slot,
+            blocked: slot,
+            hold_until: None,
+            reminders: ReminderOffsets::NONE,
+            now,
+        };
+        let entry = handler::domain::audit::Entry {
+            occurred_at: now,
+            request_id: "matrix".into(),
+            actor: None,
+            actor_role: "system".into(),
+            action: handler::domain::audit::Action::Create,
+            resource_type: "appointment".into(),
+            resource_id: None,
+            patient_id: None,
+            outcome: handler::domain::audit::Outcome::Success,
+        };
+        let handler::domain::appointment::Booked::Created(a) = store.book_appointment(new, None, entry).await.unwrap()
+        else {
+            panic!("a new booking")
+        };
+        let mut failed = None;
+        for n in store.claim_notifications(now, 100, chrono::Duration::minutes(5)).await.unwrap() {
+            let attempt = if n.appointment_id == a.id {
+                failed = Some(n.id.get());
+                Attempt::Failed { code: "matrix".into() }
+            } else {
+                // Someone else's row: back to pending, as it was.
+                Attempt::Retry { at: now, code: "matrix".into() }
+            };
+            store.finish_notification(n.id, n.attempts, attempt, now).await.unwrap();
+        }
+        failed.expect("the booking's confirmation was due")
     }
 
     /// Reserves a direct upload (as the admin) and keeps its link for the cell.
@@ -481,6 +536,8 @@ impl Clinic {
             ("PatientRecords", "POST") | ("UploadMedicalRecord", "POST") | ("RecordContent", "PUT") => return None,
             ("PatientRecordUpload", "POST") => json!({"fileName": format!("matrix-{n}.pdf"), "category": "letter"}),
             ("Record", "DELETE") => json!({"reason": "duplicate"}),
+            ("TestEmail", "POST") => json!({"to": "matrix@mail.example"}),
+            ("NotificationResend", "POST") => return None,
             (f, m) => panic!("no request body for {f} {m}: add one to Clinic::body"),
         };
         Some(body)
@@ -681,7 +738,7 @@ async fn run_cell(clinic: &Clinic, route: &ApiRoute, caller: Caller, owner: Owne
     let text = res.text().await.unwrap_or_default();
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let code = body["code"].as_str().unwrap_or("-").to_owned();
-    if path.starts_with("/api/appointments") {
+    if path.starts_with("/api/appointments") || path.starts_with("/api/notifications") {
         clinic.cancel_live_appointments().await;
     }
     let got = || format!("{path}: expected {want:?}, got {status} (code {code})");

@@ -110,7 +110,8 @@ async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 async fn the_scheduler_keeps_running_after_failures_and_stops_on_shutdown() {
     let store = Arc::new(DownStore::default());
     let records_dir = tempfile::tempdir().unwrap();
-    let record_limits = handler::config::RecordSettings::local(records_dir.path().to_path_buf());
+    let record_limits = handler::config::RecordSettings::local(records_dir.path().join("records"));
+    let notify = handler::config::NotifySettings::outbox(records_dir.path().join("outbox"));
     let state = web::Data::new(AppState {
         store: store.clone(),
         auth: handler::auth::guard::AuthConfig::disabled(),
@@ -121,6 +122,8 @@ async fn the_scheduler_keeps_running_after_failures_and_stops_on_shutdown() {
         booking: Default::default(),
         records: handler::blobs::open(&record_limits.storage).await.unwrap(),
         record_limits,
+        mailer: handler::notify::open(&notify.email).await.unwrap(),
+        notify,
     });
     let mut timer = reminder_sweep();
     // Every second instead of every five minutes; everything else as configured.

@@ -233,7 +233,10 @@ pub async fn book(
     let booked = state.store.book_appointment(new, key, audit).await;
     let booked = audited_failure(&state, &caller, Action::Create, None, Some(patient), booked).await?;
     match booked {
-        Booked::Created(a) => Ok(input::created(format!("/api/appointments/{}", a.id), &a.effective(now))),
+        Booked::Created(a) => {
+            crate::notify::sweep::kick(state.clone());
+            Ok(input::created(format!("/api/appointments/{}", a.id), &a.effective(now)))
+        }
         Booked::Replayed(a) => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, format!("/api/appointments/{}", a.id)))
             .insert_header(("Idempotent-Replayed", "true"))
@@ -433,6 +436,7 @@ pub async fn set_status(
     let audit = caller.audit(Action::Update, "appointment", Some(id.to_string()), None, Outcome::Success);
     let updated = state.store.transition_appointment(id, scope, change, version, offers(&state), audit).await;
     let updated = audited_failure(&state, &caller, Action::Update, Some(id), None, updated).await?;
+    crate::notify::sweep::kick(state.clone());
     Ok(HttpResponse::Ok().json(updated.effective(change.now)))
 }
 
@@ -475,6 +479,7 @@ pub async fn reschedule(
     let moved = state.store.reschedule_appointment(id, scope, change, version, offers(&state), audit).await;
     let (old, new) =
         audited_failure(&state, &caller, Action::Update, Some(id), Some(current.patient_id), moved).await?;
+    crate::notify::sweep::kick(state.clone());
     Ok(input::created(
         format!("/api/appointments/{}", new.id),
         &serde_json::json!({ "appointment": new.effective(now), "previous": old.effective(now) }),

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod input;
 pub mod me;
+pub mod notifications;
 pub mod patients;
 pub mod records;
 pub mod schedules;
@@ -129,6 +130,9 @@ pub fn routes() -> Vec<ApiRoute> {
         route!("AppointmentStatus", POST, "appointments/{id:int}/status", Function, PatientRecords, true, Booking, appointments::set_status),
         route!("AppointmentReschedule", POST, "appointments/{id:int}/reschedule", Function, PatientRecords, true, Booking, appointments::reschedule),
         route!("AppointmentCalendar", GET, "appointments/{id:int}/calendar.ics", Function, PatientRecords, true, General, appointments::calendar),
+        route!("AppointmentNotifications", GET, "appointments/{id:int}/notifications", Function, PatientRecords, true, General, notifications::list),
+        route!("NotificationResend", POST, "notifications/{id:int}/resend", Function, Staff, true, Notification, notifications::resend),
+        route!("TestEmail", POST, "test/email", Function, Staff, false, Notification, notifications::test_email),
         route!("Waitlist", GET, "waitlist", Function, PatientRecords, true, General, waitlist::list),
         route!("Waitlist", POST, "waitlist", Function, PatientRecords, true, Booking, waitlist::join),
         route!("WaitlistEntry", DELETE, "waitlist/{id:int}", Function, PatientRecords, true, Booking, waitlist::leave),

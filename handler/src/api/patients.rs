@@ -37,6 +37,8 @@ pub struct UpdatePatient {
     date_of_birth: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     gender: Option<Option<String>>,
+    /// `false` turns reminder emails off (bookings, changes and cancellations still go out).
+    reminder_emails: Option<bool>,
     version: Option<i64>,
 }
 
@@ -174,6 +176,7 @@ pub async fn update(
         phone: input::change(&mut check, "phone", body.phone, Phone::parse),
         date_of_birth: input::set_only(&mut check, "dateOfBirth", body.date_of_birth, |s| parse_birth_date(s, today)),
         gender: input::change(&mut check, "gender", body.gender, Gender::parse),
+        reminder_emails: body.reminder_emails,
     };
     let version = input::version(&mut check, body.version);
     input::finish(check, || Some(()))?;

@@ -16,6 +16,9 @@ pub struct Patient {
     pub phone: Option<Phone>,
     pub date_of_birth: NaiveDate,
     pub gender: Option<Gender>,
+    /// Whether the patient wants reminder emails (on unless they turn them off). Bookings,
+    /// changes and cancellations are always sent.
+    pub reminder_emails: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -38,6 +41,7 @@ pub struct PatientChanges {
     pub phone: Change<Phone>,
     pub date_of_birth: Option<NaiveDate>,
     pub gender: Change<Gender>,
+    pub reminder_emails: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,6 +63,9 @@ impl Patient {
         }
         self.phone = c.phone.apply(self.phone);
         self.gender = c.gender.apply(self.gender);
+        if let Some(v) = c.reminder_emails {
+            self.reminder_emails = v;
+        }
         self
     }
 }

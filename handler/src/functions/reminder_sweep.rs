@@ -26,6 +26,10 @@ pub struct SweepReport {
     pub sent: u64,
     pub voided: u64,
     pub failed: u64,
+    /// Sends that will be tried again (throttled, unavailable), and outcomes another sweep
+    /// took over.
+    pub retried: u64,
+    pub superseded: u64,
     pub holds_expired: u64,
     pub waitlist_offers: u64,
     /// Reserved uploads whose window closed (checked if the file came, else rejected).
@@ -47,17 +51,19 @@ pub async fn invoke(state: web::Data<AppState>, req: InvokeRequest) -> Result<In
         sent = report.sent,
         voided = report.voided,
         failed = report.failed,
+        retried = report.retried,
         holds_expired = report.holds_expired,
         waitlist_offers = report.waitlist_offers,
         uploads_expired = report.uploads_expired,
         "sweep finished"
     );
     let mut response = InvokeResponse::with_logs(vec![format!(
-        "reminder sweep: {} claimed, {} sent, {} voided, {} failed, {} holds expired, {} waitlist offers, {} uploads expired{}",
+        "reminder sweep: {} claimed, {} sent, {} voided, {} failed, {} to retry, {} holds expired, {} waitlist offers, {} uploads expired{}",
         report.claimed,
         report.sent,
         report.voided,
         report.failed,
+        report.retried,
         report.holds_expired,
         report.waitlist_offers,
         report.uploads_expired,
@@ -67,7 +73,8 @@ pub async fn invoke(state: web::Data<AppState>, req: InvokeRequest) -> Result<In
     Ok(response)
 }
 
-/// One pass over due notifications.
+/// One pass: expired holds (their slots offered on), expired upload reservations, then the
+/// notifications due.
 pub async fn sweep(state: &AppState, timer: &TimerInfo) -> Result<SweepReport, ApiError> {
     // The store must be reachable for a sweep to mean anything; a failed ping fails the
     // invocation, so the host records it as failed rather than as an empty success.
@@ -75,11 +82,18 @@ pub async fn sweep(state: &AppState, timer: &TimerInfo) -> Result<SweepReport, A
     let offers = state.booking.policy();
     let holds = state.store.expire_holds(state.clock.now(), HOLDS_PER_SWEEP, offers).await?;
     let uploads = crate::api::records::expire_uploads(state, crate::domain::time::now(), UPLOADS_PER_SWEEP).await?;
+    // Holds first: an expired offer's message is void before the notifications go out.
+    let sent = crate::notify::sweep::run(state, state.clock.now(), crate::notify::sweep::BATCH).await?;
     Ok(SweepReport {
         past_due: timer.is_past_due,
+        claimed: sent.claimed.into(),
+        sent: sent.sent.into(),
+        voided: sent.voided.into(),
+        failed: sent.failed.into(),
+        retried: sent.retried.into(),
+        superseded: sent.superseded.into(),
         holds_expired: holds.expired,
         waitlist_offers: holds.offered,
         uploads_expired: uploads,
-        ..SweepReport::default()
     })
 }

@@ -11,6 +11,7 @@ pub mod eml;
 pub mod render;
 pub mod settings;
 pub mod signing;
+pub mod sweep;
 
 use std::time::Duration;
 

@@ -23,6 +23,7 @@ fn from_row(r: &Row) -> Result<Patient, StoreError> {
         created_at: rows::instant(r, 7)?,
         updated_at: rows::instant(r, 8)?,
         version: rows::int(r, 9)?,
+        reminder_emails: rows::flag(r, 10)?,
     })
 }
 
@@ -134,6 +135,7 @@ pub async fn update(
                 &now,
                 &id.get(),
                 &current.version,
+                &next.reminder_emails,
             ],
         )
         .await?,

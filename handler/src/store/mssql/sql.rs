@@ -99,25 +99,29 @@ OUTPUT inserted.id INTO @t (id)
 VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P8, 1);
 SELECT id FROM @t;";
 pub const PATIENT_GET: &str =
-    "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+    "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version,
+       reminder_emails
 FROM dbo.patients
 WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND EXISTS (
     SELECT 1 FROM dbo.appointments a WHERE a.patient_id = patients.id AND a.doctor_id = @P3
       AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));";
 pub const PATIENT_GET_FOR_UPDATE: &str =
-    "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+    "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version,
+       reminder_emails
 FROM dbo.patients WITH (UPDLOCK, ROWLOCK)
 WHERE id = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND EXISTS (
     SELECT 1 FROM dbo.appointments a WHERE a.patient_id = patients.id AND a.doctor_id = @P3
       AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));";
 pub const PATIENT_BY_USERNAME: &str =
-    "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+    "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version,
+       reminder_emails
 FROM dbo.patients
 WHERE username = @P1 AND (@P2 = 0 OR (@P2 = 1 AND id = @P3) OR (@P2 = 2 AND EXISTS (
     SELECT 1 FROM dbo.appointments a WHERE a.patient_id = patients.id AND a.doctor_id = @P3
       AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))));";
 pub const PATIENT_LIST: &str =
-    "SELECT TOP (@P3) id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+    "SELECT TOP (@P3) id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version,
+       reminder_emails
 FROM dbo.patients
 WHERE id > @P1 AND (@P2 IS NULL OR search_key LIKE @P2 ESCAPE '\\')
   AND (@P4 = 0 OR (@P4 = 1 AND id = @P5) OR (@P4 = 2 AND EXISTS (
@@ -127,7 +131,7 @@ ORDER BY id;";
 pub const PATIENT_UPDATE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
 UPDATE dbo.patients
 SET name = @P1, search_key = @P2, email = @P3, phone = @P4, date_of_birth = @P5,
-    gender = @P6, updated_at = @P7, version = version + 1
+    gender = @P6, updated_at = @P7, reminder_emails = @P10, version = version + 1
 OUTPUT inserted.id INTO @u (id)
 WHERE id = @P8 AND version = @P9;
 SELECT COUNT_BIG(*) AS changed FROM @u;";

@@ -19,7 +19,8 @@ fn scope_sql(mode: u8, owner: u8) -> String {
     )
 }
 
-const SELECT: &str = "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version
+const SELECT: &str = "SELECT id, username, name, email, phone, date_of_birth, gender, created_at, updated_at, version,
+                             reminder_emails
                       FROM patients";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
@@ -34,6 +35,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
         created_at: rows::instant(r, 7)?,
         updated_at: rows::instant(r, 8)?,
         version: r.get(9)?,
+        reminder_emails: r.get(10)?,
     })
 }
 
@@ -143,7 +145,7 @@ pub fn update(
     let n = c
         .execute(
             "UPDATE patients SET name = ?1, search_key = ?2, email = ?3, phone = ?4, date_of_birth = ?5,
-                    gender = ?6, updated_at = ?7, version = version + 1
+                    gender = ?6, updated_at = ?7, reminder_emails = ?10, version = version + 1
              WHERE id = ?8 AND version = ?9",
             params![
                 next.name.as_str(),
@@ -154,7 +156,8 @@ pub fn update(
                 next.gender.map(Gender::as_str),
                 time::to_db_text(time::now()),
                 id.get(),
-                current.version
+                current.version,
+                next.reminder_emails
             ],
         )
         .map_err(map_error)?;

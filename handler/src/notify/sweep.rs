@@ -1,0 +1,159 @@
+//! Sending what the ledger owes: claim due rows under a lease, re-read each row's appointment
+//! (a row whose appointment moved on, or a reminder the patient opted out of, is void), render
+//! the message for its recipient, send it as the row's operation, and record the outcome. A
+//! claim that outlives a crash comes back when its lease lapses and is sent as the same
+//! operation, so the patient gets one email. Work grows with the rows due, not the tables.
+
+use chrono::{DateTime, Duration, Utc};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::SendError;
+use super::render::{self, Context, Kind};
+use crate::domain::appointment::{Appointment, Status};
+use crate::domain::notification::{Attempt, Notification, NotificationKind, next_attempt};
+use crate::startup::AppState;
+use crate::store::{PatientScope, StoreError};
+
+/// Longer than the longest send (the client's poll budget and its inline waits).
+pub const LEASE: Duration = Duration::minutes(5);
+/// Rows one timer run takes; the rest wait for the next run.
+pub const BATCH: u32 = 200;
+/// Sends in flight at once (Communication Services throttles per minute anyway).
+const PARALLEL: usize = 4;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyReport {
+    pub claimed: u32,
+    pub sent: u32,
+    pub retried: u32,
+    pub failed: u32,
+    pub voided: u32,
+    /// Outcomes not recorded because another sweep took the row over (its lease had lapsed).
+    pub superseded: u32,
+}
+
+/// One sweep at `now`: up to `limit` due rows.
+pub async fn run(state: &AppState, now: DateTime<Utc>, limit: u32) -> Result<NotifyReport, StoreError> {
+    let claimed = state.store.claim_notifications(now, limit, LEASE).await?;
+    let mut report = NotifyReport { claimed: claimed.len() as u32, ..Default::default() };
+    let outcomes: Vec<(Attempt, Result<bool, StoreError>)> = futures_util::stream::iter(claimed)
+        .map(|row| async move {
+            let attempt = attempt(state, &row, now).await;
+            let recorded = state.store.finish_notification(row.id, row.attempts, attempt.clone(), now).await;
+            (attempt, recorded)
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    for (attempt, recorded) in outcomes {
+        match recorded {
+            Ok(false) => report.superseded += 1,
+            // Unrecorded: the lease lapses and the row is tried again as the same operation.
+            Err(e) => tracing::warn!(cause = %crate::error::error_chain(&e), "a notification outcome was not recorded"),
+            Ok(true) => match attempt {
+                Attempt::Sent => report.sent += 1,
+                Attempt::Retry { .. } => report.retried += 1,
+                Attempt::Failed { .. } => report.failed += 1,
+                Attempt::Void { .. } => report.voided += 1,
+            },
+        }
+    }
+    Ok(report)
+}
+
+/// Sends what is due now in the background: notifications made by an API call go out right
+/// after its commit, not at the next timer tick.
+pub fn kick(state: actix_web::web::Data<AppState>) {
+    tokio::spawn(async move {
+        if let Err(e) = run(&state, state.clock.now(), 20).await {
+            tracing::warn!(cause = %crate::error::error_chain(&e), "sending new notifications failed; the sweep retries");
+        }
+    });
+}
+
+/// Whether the row still says something true of `appointment` at `now`.
+fn still_owed(row: &Notification, a: &Appointment, now: DateTime<Utc>) -> Result<(), &'static str> {
+    if a.version != row.appointment_version {
+        return Err("superseded");
+    }
+    let fits = match row.kind {
+        NotificationKind::Booked | NotificationKind::Rescheduled => a.status == Status::Booked,
+        NotificationKind::Cancelled => a.status == Status::Cancelled,
+        NotificationKind::WaitlistOffer => a.status == Status::Pending && a.is_live(now),
+        NotificationKind::Reminder => a.status == Status::Booked && a.start > now,
+    };
+    if fits { Ok(()) } else { Err("not-applicable") }
+}
+
+/// What happened to one claimed row.
+async fn attempt(state: &AppState, row: &Notification, now: DateTime<Utc>) -> Attempt {
+    match prepare(state, row, now).await {
+        Ok(Err(code)) => Attempt::Void { code },
+        Ok(Ok(message)) => match state.mailer.send(row.operation_id, &message).await {
+            Ok(()) => Attempt::Sent,
+            Err(SendError::Refused { code }) => Attempt::Failed { code },
+            Err(SendError::Retry { after, code }) => {
+                retry(row, now, after.and_then(|d| Duration::from_std(d).ok()), code)
+            }
+        },
+        Err(e) => {
+            tracing::warn!(notification = %row.id, cause = %crate::error::error_chain(&e), "could not prepare a notification");
+            retry(row, now, None, "store-unavailable".into())
+        }
+    }
+}
+
+fn retry(row: &Notification, now: DateTime<Utc>, after: Option<Duration>, code: String) -> Attempt {
+    match next_attempt(row.attempts, now, after) {
+        Some(at) => Attempt::Retry { at, code },
+        None => Attempt::Failed { code },
+    }
+}
+
+/// The message for `row`, or why it is no longer owed.
+async fn prepare(
+    state: &AppState,
+    row: &Notification,
+    now: DateTime<Utc>,
+) -> Result<Result<super::Message, &'static str>, StoreError> {
+    let appointment = match state.store.get_appointment(row.appointment_id, PatientScope::All).await {
+        Ok(a) => a,
+        Err(StoreError::NotFound) => return Ok(Err("appointment-gone")),
+        Err(e) => return Err(e),
+    };
+    if let Err(code) = still_owed(row, &appointment, now) {
+        return Ok(Err(code));
+    }
+    let patient = state.store.get_patient(appointment.patient_id, PatientScope::All).await?;
+    if row.kind == NotificationKind::Reminder && !patient.reminder_emails {
+        return Ok(Err("opted-out"));
+    }
+    let doctor = state.store.get_doctor(appointment.doctor_id).await?;
+    let kind = match row.kind {
+        NotificationKind::Booked => Kind::Booked,
+        NotificationKind::Cancelled => Kind::Cancelled,
+        NotificationKind::WaitlistOffer => Kind::WaitlistOffer,
+        NotificationKind::Reminder => Kind::Reminder,
+        NotificationKind::Rescheduled => {
+            let previous = match appointment.rescheduled_from {
+                Some(id) => state.store.get_appointment(id, PatientScope::All).await?.start,
+                None => appointment.start,
+            };
+            Kind::Rescheduled { previous_start: previous }
+        }
+    };
+    let ctx = Context {
+        appointment: &appointment,
+        doctor_name: doctor.name.as_str(),
+        time_zone: doctor.time_zone.tz(),
+        patient_name: patient.name.as_str(),
+        patient_email: patient.email.as_str(),
+        clinic_name: &state.notify.clinic_name,
+        portal_url: state.notify.portal_url.as_deref(),
+        sender: &state.notify.email.sender,
+        now,
+    };
+    Ok(Ok(render::render(kind, &ctx)))
+}
