@@ -418,3 +418,23 @@ async fn staff_send_a_test_email_through_the_configured_transport() {
     assert_eq!(sent["transport"], "acs");
     assert_eq!(acs.service().0.lock().unwrap().accepted.len(), 1);
 }
+
+#[tokio::test]
+async fn messages_in_dst_weeks_show_the_doctors_wall_clock() {
+    let mut c = Clinic::open(false).await;
+    let p = c.patient().await;
+    // Berlin falls back on 25 October 2026: 09:00 on the Monday after is 08:00Z (CET).
+    c.app.state.clock.pin(t("2026-10-20T06:00:00Z"));
+    let autumn = c.book(p, "2026-10-26T08:00:00Z").await;
+    c.settle(autumn["id"].as_i64().unwrap(), |r| r[0]["status"] == "sent").await;
+    // The 24-hour reminder is due across the change, at 08:00Z on the Sunday.
+    assert_eq!(c.timer("2026-10-25T08:00:05Z").await["sent"], 1);
+    // Berlin springs forward on 29 March 2026: 09:00 on the Monday after is 07:00Z (CEST).
+    c.app.state.clock.pin(t("2026-03-25T06:00:00Z"));
+    let spring = c.book(p, "2026-03-30T07:00:00Z").await;
+    c.settle(spring["id"].as_i64().unwrap(), |r| r[0]["status"] == "sent").await;
+    let texts: Vec<String> = c.outbox().iter().map(|m| text_of(m)).collect();
+    let has = |s: &str| texts.iter().filter(|t| t.contains(s)).count();
+    assert_eq!(has("Monday, 26 October 2026, 09:00 CET (Europe/Berlin)"), 2, "confirmation and reminder: {texts:?}");
+    assert_eq!(has("Monday, 30 March 2026, 09:00 CEST (Europe/Berlin)"), 1);
+}

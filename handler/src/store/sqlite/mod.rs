@@ -143,6 +143,10 @@ fn open_connection(path: &Path, writer: bool) -> Result<Connection, StoreError> 
     retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(map_error)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(map_error)?;
+    // 16 MiB of page cache per connection (SQLite's default is 2 MiB): enough for the upper
+    // levels of every index of a clinic with millions of appointments, so a lookup does not
+    // re-read them from the OS each time. Filled on demand, so a small clinic pays nothing.
+    conn.pragma_update(None, "cache_size", -16 * 1024).map_err(map_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
