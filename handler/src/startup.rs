@@ -39,6 +39,8 @@ pub struct AppState {
     /// Where notifications go (Communication Services, or the outbox folder).
     pub mailer: Arc<dyn crate::notify::Mailer>,
     pub notify: crate::config::NotifySettings,
+    /// The one background dispatch of new notifications at a time.
+    pub dispatch: crate::notify::sweep::Dispatcher,
 }
 
 impl AppState {
@@ -111,6 +113,7 @@ impl Application {
             record_limits: settings.records.clone(),
             mailer: crate::notify::open(&settings.notify.email).await?,
             notify: settings.notify.clone(),
+            dispatch: Default::default(),
         });
         let keys = web::Data::from(KeyPolicy::new(if standalone { &settings.function_keys } else { &[] }));
         let cors = settings.cors.clone();

@@ -438,3 +438,25 @@ async fn messages_in_dst_weeks_show_the_doctors_wall_clock() {
     assert_eq!(has("Monday, 26 October 2026, 09:00 CET (Europe/Berlin)"), 2, "confirmation and reminder: {texts:?}");
     assert_eq!(has("Monday, 30 March 2026, 09:00 CEST (Europe/Berlin)"), 1);
 }
+
+#[tokio::test]
+async fn a_burst_of_bookings_is_confirmed_without_waiting_for_the_timer() {
+    // Dispatches after API calls are coalesced (one runs at a time); none may be lost.
+    let mut c = Clinic::open(false).await;
+    let mut patients = Vec::new();
+    for _ in 0..15 {
+        patients.push(c.patient().await);
+    }
+    let starts: Vec<String> = (0..patients.len())
+        .map(|i| {
+            (t("2026-06-03T07:00:00Z") + Duration::minutes(30 * i as i64))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
+        .collect();
+    let bookings = patients.iter().zip(&starts).map(|(p, start)| c.book(*p, start));
+    let booked = futures_util::future::join_all(bookings).await;
+    for a in &booked {
+        c.settle(a["id"].as_i64().unwrap(), |r| r[0]["status"] == "sent").await;
+    }
+    assert_eq!(c.outbox().len(), 15);
+}

@@ -124,6 +124,7 @@ async fn the_scheduler_keeps_running_after_failures_and_stops_on_shutdown() {
         record_limits,
         mailer: handler::notify::open(&notify.email).await.unwrap(),
         notify,
+        dispatch: Default::default(),
     });
     let mut timer = reminder_sweep();
     // Every second instead of every five minutes; everything else as configured.

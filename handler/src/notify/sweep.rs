@@ -4,6 +4,8 @@
 //! claim that outlives a crash comes back when its lease lapses and is sent as the same
 //! operation, so the patient gets one email. Work grows with the rows due, not the tables.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -21,6 +23,8 @@ pub const LEASE: Duration = Duration::minutes(5);
 pub const BATCH: u32 = 200;
 /// Sends in flight at once (Communication Services throttles per minute anyway).
 const PARALLEL: usize = 4;
+/// Rows one dispatch after an API call takes (what a few changes just wrote).
+const KICK_BATCH: u32 = 50;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -63,12 +67,33 @@ pub async fn run(state: &AppState, now: DateTime<Utc>, limit: u32) -> Result<Not
     Ok(report)
 }
 
+/// Coalesces the dispatches API calls ask for: at most one runs at a time, and calls that come
+/// while it runs ask for one more pass, not one each (a burst of bookings costs a few claims,
+/// not one claim transaction per booking).
+#[derive(Debug, Default)]
+pub struct Dispatcher {
+    running: AtomicBool,
+    again: AtomicBool,
+}
+
 /// Sends what is due now in the background: notifications made by an API call go out right
 /// after its commit, not at the next timer tick.
 pub fn kick(state: actix_web::web::Data<AppState>) {
+    state.dispatch.again.store(true, Ordering::SeqCst);
+    if state.dispatch.running.swap(true, Ordering::SeqCst) {
+        return; // the running pass will go again
+    }
     tokio::spawn(async move {
-        if let Err(e) = run(&state, state.clock.now(), 20).await {
-            tracing::warn!(cause = %crate::error::error_chain(&e), "sending new notifications failed; the sweep retries");
+        loop {
+            state.dispatch.again.store(false, Ordering::SeqCst);
+            if let Err(e) = run(&state, state.clock.now(), KICK_BATCH).await {
+                tracing::warn!(cause = %crate::error::error_chain(&e), "sending new notifications failed; the sweep retries");
+            }
+            state.dispatch.running.store(false, Ordering::SeqCst);
+            // Asked again meanwhile: go on, unless another task took over.
+            if !state.dispatch.again.load(Ordering::SeqCst) || state.dispatch.running.swap(true, Ordering::SeqCst) {
+                break;
+            }
         }
     });
 }
