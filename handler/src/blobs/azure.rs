@@ -70,6 +70,32 @@ fn other(e: impl std::error::Error + Send + Sync + 'static) -> BlobError {
     BlobError::Other(Box::new(e))
 }
 
+/// An SDK error as text without URL queries: a transport error names the request URL, whose
+/// query is the SAS the client signs with (account-wide, for hours). Nothing of it may reach a log.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Redacted(String);
+
+fn redacted(e: &azure_core::Error) -> Box<Redacted> {
+    Box::new(Redacted(strip_url_queries(&crate::error::error_chain(e))))
+}
+
+/// Drops everything from `?` to the end of each URL (whitespace or a closing bracket).
+fn strip_url_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at);
+        out.push_str(head);
+        let end = tail.find(|c: char| c.is_whitespace() || c == ')' || c == ']').unwrap_or(tail.len());
+        let url = &tail[..end];
+        out.push_str(url.split_once('?').map_or(url, |(path, _)| path));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Storage's answer as ours: down or throttled is `Unavailable` (503), 404 `NotFound`, a name
 /// already taken `Exists`.
 fn map_error(e: azure_core::Error) -> BlobError {
@@ -78,11 +104,11 @@ fn map_error(e: azure_core::Error) -> BlobError {
             StatusCode::NotFound => BlobError::NotFound,
             StatusCode::Conflict if error_code.as_deref() == Some("BlobAlreadyExists") => BlobError::Exists,
             StatusCode::PreconditionFailed => BlobError::Exists,
-            s if u16::from(s) == 429 || u16::from(s) >= 500 => BlobError::Unavailable(Box::new(e)),
-            _ => other(e),
+            s if u16::from(s) == 429 || u16::from(s) >= 500 => BlobError::Unavailable(redacted(&e)),
+            _ => BlobError::Other(redacted(&e)),
         },
-        ErrorKind::Io | ErrorKind::Connection | ErrorKind::Credential => BlobError::Unavailable(Box::new(e)),
-        _ => other(e),
+        ErrorKind::Io | ErrorKind::Connection | ErrorKind::Credential => BlobError::Unavailable(redacted(&e)),
+        _ => BlobError::Other(redacted(&e)),
     }
 }
 
@@ -337,5 +363,25 @@ impl RecordStorage for AzureStorage {
         expires_at: DateTime<Utc>,
     ) -> Result<SignedLink, BlobError> {
         self.link(blob, "r", expires_at).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_lose_the_sas_in_their_urls() {
+        let text = "failed to execute `reqwest` request: error sending request for url \
+                    (http://127.0.0.1:40553/devstoreaccount1/t-0a64?restype=container&sig=87Jh%2FIal&sp=racwdl): \
+                    client error (Connect): tcp connect error";
+        assert_eq!(
+            super::strip_url_queries(text),
+            "failed to execute `reqwest` request: error sending request for url \
+             (http://127.0.0.1:40553/devstoreaccount1/t-0a64): client error (Connect): tcp connect error"
+        );
+        assert_eq!(super::strip_url_queries("no url here"), "no url here");
+        assert_eq!(
+            super::strip_url_queries("at https://a.example/x?sig=1 and https://b.example/y"),
+            "at https://a.example/x and https://b.example/y"
+        );
     }
 }
