@@ -273,11 +273,7 @@ async fn audited_read(
     id: AppointmentId,
     result: Result<Appointment, StoreError>,
 ) -> Result<Appointment, ApiError> {
-    let outcome = match &result {
-        Ok(_) => Outcome::Success,
-        Err(StoreError::NotFound) => Outcome::NotFound,
-        Err(_) => Outcome::Failed,
-    };
+    let outcome = input::audit_outcome(&result);
     let patient = result.as_ref().ok().map(|a| a.patient_id);
     let entry = caller.audit(Action::Read, "appointment", Some(id.to_string()), patient, outcome);
     state.store.append_audit(vec![entry]).await?;
@@ -306,17 +302,6 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-fn parse_statuses(raw: &str) -> Result<Vec<Status>, ValueError> {
-    let mut out = Vec::new();
-    for part in raw.split(',') {
-        let s = Status::parse(part.trim())?;
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    Ok(out)
-}
-
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -334,7 +319,10 @@ pub async fn list(
             DoctorId::parse(s).ok_or(ValueError("must be a doctor id".into()))
         })
         .flatten();
-    let statuses = check.check_opt("status", q.status.as_deref(), parse_statuses).flatten().unwrap_or_default();
+    let statuses = check
+        .check_opt("status", q.status.as_deref(), |raw| input::comma_list(raw, Status::parse))
+        .flatten()
+        .unwrap_or_default();
     let mut from = check.check_opt("from", q.from.as_deref(), parse_instant).flatten();
     let mut to = check.check_opt("to", q.to.as_deref(), parse_instant).flatten();
     if let (Some(f), Some(t)) = (from, to)

@@ -1,11 +1,40 @@
-//! Shared request-parsing helpers: pagination and PATCH field changes.
+//! Shared request-parsing helpers: pagination, PATCH field changes, comma-separated lists, and
+//! the audit outcome of a read.
 
 use actix_web::HttpResponse;
 use actix_web::http::header;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::audit::Outcome;
 use crate::domain::values::ValueError;
 use crate::domain::{Change, FieldCheck, PageRequest};
+use crate::store::StoreError;
+
+/// A comma-separated list (`status=booked,checked-in`), each item trimmed and parsed, repeats
+/// dropped, order kept.
+pub fn comma_list<T: PartialEq>(
+    raw: &str,
+    parse: impl Fn(&str) -> Result<T, ValueError>,
+) -> Result<Vec<T>, ValueError> {
+    let mut out = Vec::new();
+    for part in raw.split(',') {
+        let item = parse(part.trim())?;
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
+/// How a read of one resource ends up in the audit trail: found, not found (absent, or outside
+/// the caller's scope), or failed.
+pub fn audit_outcome<T>(result: &Result<T, StoreError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(StoreError::NotFound) => Outcome::NotFound,
+        Err(_) => Outcome::Failed,
+    }
+}
 
 /// `limit` and `cursor` query parameters.
 pub fn page(check: &mut FieldCheck, limit: Option<&str>, cursor: Option<&str>) -> PageRequest {

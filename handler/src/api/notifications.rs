@@ -21,11 +21,7 @@ use crate::store::StoreError;
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req, AppointmentId::parse)?;
     let found = state.store.list_notifications(id, patient_scope(&caller)?).await;
-    let outcome = match &found {
-        Ok(_) => Outcome::Success,
-        Err(StoreError::NotFound) => Outcome::NotFound,
-        Err(_) => Outcome::Failed,
-    };
+    let outcome = input::audit_outcome(&found);
     let patient = found.as_ref().ok().and_then(|rows| rows.first()).map(|n| n.patient_id);
     let entry = caller.audit(Action::List, "notification", Some(id.to_string()), patient, outcome);
     state.store.append_audit(vec![entry]).await?;

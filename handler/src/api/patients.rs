@@ -108,11 +108,7 @@ async fn audited(
     id: PatientId,
     result: Result<Patient, StoreError>,
 ) -> Result<Patient, ApiError> {
-    let outcome = match &result {
-        Ok(_) => Outcome::Success,
-        Err(StoreError::NotFound) => Outcome::NotFound,
-        Err(_) => Outcome::Failed,
-    };
+    let outcome = input::audit_outcome(&result);
     let entry = caller.audit(action, "patient", Some(id.to_string()), Some(id), outcome);
     state.store.append_audit(vec![entry]).await?;
     Ok(result?)

@@ -399,18 +399,11 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-fn parse_statuses(raw: &str) -> Result<Vec<RecordStatus>, ValueError> {
-    let mut out = Vec::new();
-    for part in raw.split(',') {
-        let s = RecordStatus::parse(part.trim())?;
-        if s == RecordStatus::Deleted {
-            return Err(ValueError("deleted records are never listed".into()));
-        }
-        if !out.contains(&s) {
-            out.push(s);
-        }
+fn listable_status(raw: &str) -> Result<RecordStatus, ValueError> {
+    match RecordStatus::parse(raw)? {
+        RecordStatus::Deleted => Err(ValueError("deleted records are never listed".into())),
+        s => Ok(s),
     }
-    Ok(out)
 }
 
 /// `GET /api/patients/{id}/records`: newest first.
@@ -424,7 +417,10 @@ pub async fn list(
     let scope = patient_scope(&caller)?;
     let mut check = FieldCheck::new();
     let category = check.check_opt("category", q.category.as_deref(), Category::parse).flatten();
-    let statuses = check.check_opt("status", q.status.as_deref(), parse_statuses).flatten().unwrap_or_default();
+    let statuses = check
+        .check_opt("status", q.status.as_deref(), |raw| input::comma_list(raw, listable_status))
+        .flatten()
+        .unwrap_or_default();
     let from = check.check_opt("from", q.from.as_deref(), parse_instant).flatten();
     let to = check.check_opt("to", q.to.as_deref(), parse_instant).flatten();
     if let (Some(f), Some(t)) = (from, to)
@@ -455,11 +451,7 @@ async fn audited_get(
     action: Action,
 ) -> Result<MedicalRecord, ApiError> {
     let found = state.store.get_record(id, patient_scope(caller)?).await;
-    let outcome = match &found {
-        Ok(_) => AuditOutcome::Success,
-        Err(StoreError::NotFound) => AuditOutcome::NotFound,
-        Err(_) => AuditOutcome::Failed,
-    };
+    let outcome = input::audit_outcome(&found);
     let patient = found.as_ref().ok().map(|r| r.patient_id);
     state.store.append_audit(vec![caller.audit(action, RESOURCE, Some(id.to_string()), patient, outcome)]).await?;
     Ok(found?)
