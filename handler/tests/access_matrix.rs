@@ -383,6 +383,10 @@ impl Clinic {
     async fn failed_notification(&self, patient: i64, doctor: i64) -> i64 {
         use handler::domain::notification::{Attempt, ReminderOffsets};
         let store = &self.app.state.store;
+        // A dispatch kicked by an earlier cell would claim (and send) this row before we do.
+        while !self.app.state.dispatch.is_idle() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let now = self.app.state.clock.now();
         let start = chrono::DateTime::parse_from_rfc3339(&self.free_slot(doctor).await).unwrap().to_utc();
         let slot = handler::domain::schedule::Interval::new(start, start + chrono::Duration::minutes(30)).unwrap();

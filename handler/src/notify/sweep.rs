@@ -76,6 +76,14 @@ pub struct Dispatcher {
     again: AtomicBool,
 }
 
+impl Dispatcher {
+    /// Whether no dispatch is running or asked for: what a caller waits on before it works on
+    /// notification rows itself (a test, or shutdown releasing leases).
+    pub fn is_idle(&self) -> bool {
+        !self.running.load(Ordering::SeqCst) && !self.again.load(Ordering::SeqCst)
+    }
+}
+
 /// Sends what is due now in the background: notifications made by an API call go out right
 /// after its commit, not at the next timer tick.
 pub fn kick(state: actix_web::web::Data<AppState>) {
