@@ -19,7 +19,7 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -74,15 +74,21 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
+/// Every failure's body.
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct ErrorBody<'a> {
+#[schemars(rename = "Error")]
+pub struct ErrorBody<'a> {
+    /// What went wrong, for programs: `validation_failed`, `slot_taken`, `not_found`, …
     code: &'a str,
+    /// What went wrong, for people. Never echoes a rejected value.
     message: String,
     /// Always present (empty when no field is at fault), so clients need no special case.
     fields: &'a [FieldError],
+    /// On 413: the largest body accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     limit_bytes: Option<usize>,
+    /// The same id as the `x-request-id` header; the server's logs are kept under it.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
 }

@@ -123,6 +123,7 @@ type Row = (&'static str, &'static str, [Cell; 7]);
 const TABLE: &[Row] = &[
     //                       anonymous   forged      unregistered  patient            doctor             staff          admin
     ("Health",      "GET",   [Same(OK),   Same(OK),   Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
+    ("OpenApi",     "GET",   [Same(OK),   Same(OK),   Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
     ("Me",          "GET",   [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
     ("Specialties", "GET",   [Same(E401), Same(E401), Same(OK),     Same(OK),          Same(OK),          Same(OK),      Same(OK)]),
     ("Specialties", "POST",  [Same(E401), Same(E401), Same(E403),   Same(E403),        Same(E403),        Same(CREATED), Same(CREATED)]),

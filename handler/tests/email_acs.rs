@@ -147,3 +147,57 @@ async fn a_wrong_key_is_refused_by_the_signature_check() {
     assert_eq!(s.refused, vec!["signature mismatch".to_owned()]);
     assert!(s.accepted.is_empty());
 }
+
+/// A loopback address with no server (wiremock keeps dropped servers listening in its pool).
+fn nobody_listening() -> String {
+    format!("http://127.0.0.1:{}", common::free_port())
+}
+
+#[tokio::test]
+async fn a_ping_proves_the_endpoint_takes_our_signature_and_sends_nothing() {
+    let (server, service) = start_service(vec![], vec![]).await;
+    mailer(&server, KEY).ping().await.expect("reachable, and the signature is accepted");
+    let err = mailer(&server, b"another key entirely").ping().await.unwrap_err();
+    assert!(matches!(err, SendError::Retry { .. }), "{err:?}");
+    let s = service.0.lock().unwrap();
+    assert_eq!(s.send_requests, 0, "a ping sends no email");
+    assert_eq!(s.refused, vec!["signature mismatch".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_ping_fails_when_the_service_fails_or_cannot_be_reached() {
+    let (server, _) = start_service(vec![], vec![ResponseTemplate::new(503)]).await;
+    assert!(mailer(&server, KEY).ping().await.is_err(), "a failing service is down");
+    let settings = AcsSettings { endpoint: nobody_listening(), auth: AcsAuth::Key(KEY.to_vec()) };
+    let unreachable = AcsMailer::new(&settings, SENDER).unwrap();
+    assert!(unreachable.ping().await.is_err(), "an endpoint nobody answers is down");
+}
+
+/// Health reports email with its latency, and email down degrades the portal without taking it
+/// out of rotation: bookings still work and the ledger sends later.
+#[tokio::test]
+async fn health_reports_email_and_its_outage_only_degrades() {
+    use handler::notify::settings::{EmailSettings, Transport};
+    let up = common::TestApp::spawn().await;
+    let body: serde_json::Value = up.get("/api/health").await.json().await.unwrap();
+    assert_eq!(body["status"], "healthy", "{body}");
+    assert_eq!(body["checks"]["email"]["status"], "up");
+    assert_eq!(body["checks"]["email"]["provider"], "outbox");
+    assert!(body["checks"]["email"]["latencyMs"].as_f64().is_some());
+
+    let endpoint = nobody_listening();
+    let down = common::TestApp::spawn_with(|s| {
+        s.notify.email = EmailSettings {
+            transport: Transport::Acs(AcsSettings { endpoint, auth: AcsAuth::Key(KEY.to_vec()) }),
+            sender: SENDER.into(),
+        };
+    })
+    .await;
+    let res = down.get("/api/health").await;
+    assert_eq!(res.status(), 200, "email alone does not make the instance unhealthy");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["checks"]["email"]["status"], "down");
+    assert_eq!(body["checks"]["email"]["provider"], "acs");
+    assert_eq!(body["checks"]["database"]["status"], "up");
+}

@@ -33,7 +33,7 @@ const MARGIN: Duration = Duration::hours(24);
 /// A reschedule chain is followed at most this far for the calendar view.
 const MAX_CHAIN: usize = 20;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BookRequest {
     /// Required for staff and doctors; a patient books for themselves.
@@ -287,17 +287,23 @@ pub async fn get(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -
     Ok(HttpResponse::Ok().json(appointment.effective(state.clock.now())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListQuery {
+    #[schemars(with = "Option<i64>")]
     patient_id: Option<String>,
+    #[schemars(with = "Option<i64>")]
     doctor_id: Option<String>,
     /// Comma-separated statuses.
     status: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     from: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     to: Option<String>,
     /// A day on the doctor's wall clock (needs `doctorId`): the doctor's day view.
+    #[schemars(with = "Option<chrono::NaiveDate>")]
     date: Option<String>,
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -369,7 +375,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(listed.map(|a| a.effective(now))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StatusRequest {
     status: String,
@@ -428,7 +434,7 @@ pub async fn set_status(
     Ok(HttpResponse::Ok().json(updated.effective(change.now)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RescheduleRequest {
     start: String,
@@ -470,8 +476,17 @@ pub async fn reschedule(
     crate::notify::sweep::kick(state.clone());
     Ok(input::created(
         format!("/api/appointments/{}", new.id),
-        &serde_json::json!({ "appointment": new.effective(now), "previous": old.effective(now) }),
+        &Rescheduled { appointment: new.effective(now), previous: old.effective(now) },
     ))
+}
+
+/// A reschedule's two sides.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Rescheduled {
+    /// The new appointment (a new id).
+    pub appointment: Appointment,
+    /// The old one, now cancelled with `rescheduledTo` pointing at the new one.
+    pub previous: Appointment,
 }
 
 /// The appointment as an iCalendar event. A rescheduled appointment answers with the event it

@@ -14,12 +14,16 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::{AuditFilter, verify_audit_chain};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListQuery {
+    #[schemars(with = "Option<i64>")]
     patient_id: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     from: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     to: Option<String>,
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
     limit: Option<String>,
     cursor: Option<String>,
 }

@@ -11,7 +11,7 @@ use crate::domain::{DoctorId, FieldCheck, SpecialtyId};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateDoctor {
     name: String,
@@ -21,7 +21,7 @@ pub struct CreateDoctor {
     bio: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateDoctor {
     #[serde(default, deserialize_with = "nullable")]
@@ -39,12 +39,15 @@ pub struct UpdateDoctor {
     version: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[schemars(with = "Option<i64>")]
     specialty: Option<String>,
     name: Option<String>,
+    #[schemars(with = "Option<bool>")]
     active: Option<String>,
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
     limit: Option<String>,
     cursor: Option<String>,
 }

@@ -8,17 +8,20 @@ use serde::Serialize;
 
 use crate::startup::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct Check {
+#[schemars(rename = "HealthCheck")]
+pub struct Check {
     status: &'static str,
     provider: &'static str,
     latency_ms: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct Health {
+#[schemars(rename = "Health")]
+pub struct Health {
+    /// `healthy`, `degraded` (email is down: messages wait in the ledger) or `unhealthy` (503).
     status: &'static str,
     version: &'static str,
     mode: &'static str,
@@ -26,11 +29,13 @@ struct Health {
     checks: Checks,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct Checks {
+#[schemars(rename = "HealthChecks")]
+pub struct Checks {
     database: Check,
     record_storage: Check,
+    email: Check,
 }
 
 /// A dependency that has not answered by then counts as down: a health probe must answer.
@@ -60,17 +65,25 @@ async fn check<E: std::error::Error + 'static>(
 }
 
 pub async fn get(state: web::Data<AppState>) -> HttpResponse {
-    let (database, record_storage) = tokio::join!(
+    let (database, record_storage, email) = tokio::join!(
         check("database", state.store.provider(), state.store.ping()),
         check("recordStorage", state.records.kind(), state.records.ping()),
+        check("email", state.mailer.kind(), state.mailer.ping()),
     );
+    // Email down degrades the portal but does not stop it (the ledger sends later), so it is
+    // not a reason for a load balancer to take the instance out.
     let healthy = database.status == "up" && record_storage.status == "up";
+    let status = match (healthy, email.status) {
+        (false, _) => "unhealthy",
+        (true, "up") => "healthy",
+        (true, _) => "degraded",
+    };
     let body = Health {
-        status: if healthy { "healthy" } else { "unhealthy" },
+        status,
         version: env!("CARGO_PKG_VERSION"),
         mode: state.mode_name(),
         uptime_seconds: state.started.elapsed().as_secs(),
-        checks: Checks { database, record_storage },
+        checks: Checks { database, record_storage, email },
     };
     if healthy { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

@@ -47,9 +47,10 @@ pub fn page(check: &mut FieldCheck, limit: Option<&str>, cursor: Option<&str>) -
 }
 
 /// The query of a list with no filters: only `limit` and `cursor`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -102,6 +103,13 @@ pub fn version(check: &mut FieldCheck, version: Option<i64>) -> Option<i64> {
         }
         v => v,
     }
+}
+
+/// A list that is not paged (it is bounded by its filter): `{"items": [...]}`.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "{T}List")]
+pub struct Items<T> {
+    pub items: Vec<T>,
 }
 
 /// 201 with a Location header.

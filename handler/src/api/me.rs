@@ -6,9 +6,9 @@ use serde::Serialize;
 use crate::auth::access::Caller;
 use crate::domain::{DoctorId, PatientId, UserId};
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct Me<'a> {
+pub struct Me<'a> {
     subject: Option<&'a str>,
     role: &'static str,
     user_id: Option<UserId>,

@@ -10,6 +10,7 @@ pub mod health;
 pub mod input;
 pub mod me;
 pub mod notifications;
+pub mod openapi;
 pub mod patients;
 pub mod records;
 pub mod schedules;
@@ -108,6 +109,7 @@ macro_rules! route {
 pub fn routes() -> Vec<ApiRoute> {
     vec![
         route!("Health", GET, "health", Anonymous, Anonymous, false, General, health::get),
+        route!("OpenApi", GET, "openapi.json", Function, Anonymous, false, General, openapi::get),
         route!("Me", GET, "me", Function, SignedIn, false, General, me::get),
         route!("Specialties", GET, "specialties", Function, SignedIn, false, General, specialties::list),
         route!("Specialties", POST, "specialties", Function, Staff, false, General, specialties::create),

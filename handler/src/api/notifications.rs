@@ -3,8 +3,7 @@
 //! `POST /api/test/email`). Bodies and addresses never appear in answers or logs.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{ValidJson, path_id};
 use super::input;
@@ -25,7 +24,7 @@ pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) 
     let patient = found.as_ref().ok().and_then(|rows| rows.first()).map(|n| n.patient_id);
     let entry = caller.audit(Action::List, "notification", Some(id.to_string()), patient, outcome);
     state.store.append_audit(vec![entry]).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": found? })))
+    Ok(HttpResponse::Ok().json(input::Items { items: found? }))
 }
 
 /// `POST /api/notifications/{id}/resend` (staff): a failed message goes out again, now.
@@ -45,10 +44,22 @@ pub async fn resend(state: web::Data<AppState>, caller: Caller, req: HttpRequest
     Ok(HttpResponse::Accepted().json(resent))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TestEmail {
+    /// Where the test message goes.
     to: String,
+}
+
+/// What took a test message.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestEmailSent {
+    pub sent: bool,
+    /// `acs` (Communication Services) or `outbox`.
+    pub transport: &'static str,
+    /// The message's operation id (the outbox file name, or the Communication Services operation).
+    pub operation_id: uuid::Uuid,
 }
 
 /// `POST /api/test/email` `{to}` (staff): one test message through the configured transport,
@@ -75,11 +86,11 @@ pub async fn test_email(
     let entry = caller.audit(Action::Create, "test_email", Some(operation.to_string()), None, Outcome::Success);
     state.store.append_audit(vec![entry]).await?;
     match state.mailer.send(operation, &message).await {
-        Ok(()) => Ok(HttpResponse::Ok().json(json!({
-            "sent": true,
-            "transport": state.mailer.kind(),
-            "operationId": operation,
-        }))),
+        Ok(()) => Ok(HttpResponse::Ok().json(TestEmailSent {
+            sent: true,
+            transport: state.mailer.kind(),
+            operation_id: operation,
+        })),
         Err(SendError::Refused { code }) => {
             Err(ApiError::bad_field("to", format!("the email service refused the message ({code})")))
         }

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::StoreError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterPatient {
     username: String,
@@ -24,7 +24,7 @@ pub struct RegisterPatient {
     gender: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdatePatient {
     #[serde(default, deserialize_with = "nullable")]
@@ -42,12 +42,13 @@ pub struct UpdatePatient {
     version: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// The original article's lookup: `GET /api/patients?username=` answers that one patient.
     username: Option<String>,
     q: Option<String>,
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
     limit: Option<String>,
     cursor: Option<String>,
 }

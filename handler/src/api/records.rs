@@ -7,12 +7,13 @@
 //! removes what that step left (blob and reservation), and the record becomes available only
 //! after its size, type (sniffed from its bytes) and SHA-256 are checked.
 
+use std::collections::BTreeMap;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{ValidJson, ValidQuery, path_id};
 use super::input;
@@ -277,7 +278,7 @@ pub async fn upload(
     upload_for(&state, &caller, &req, patient, input, payload).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyQuery {
     filename: Option<String>,
@@ -323,7 +324,7 @@ fn encode_for_input(name: &str) -> String {
     name.replace('%', "%25")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReserveRequest {
     file_name: String,
@@ -364,21 +365,43 @@ pub async fn reserve_upload(
             return Err(e.into());
         }
     };
-    let (url, headers) = match link {
-        SignedLink::Absolute(url) => (url, json!({ "x-ms-blob-type": "BlockBlob" })),
-        SignedLink::Handler(path) => (absolute(&req, &path), json!({})),
+    let (upload_url, headers) = match link {
+        SignedLink::Absolute(url) => (url, BTreeMap::from([("x-ms-blob-type", "BlockBlob")])),
+        SignedLink::Handler(path) => (absolute(&req, &path), BTreeMap::new()),
     };
+    let location = format!("/api/records/{}", record.id);
     Ok(input::created(
-        format!("/api/records/{}", record.id),
-        &json!({
-            "record": record,
-            "uploadUrl": url,
-            "method": "PUT",
-            "headers": headers,
-            "expiresAt": expires_at,
-            "maxBytes": limit,
-        }),
+        location,
+        &UploadLink { record, upload_url, method: "PUT", headers, expires_at, max_bytes: limit },
     ))
+}
+
+/// A reserved record and where to put its file.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadLink {
+    pub record: MedicalRecord,
+    /// A create-only link for exactly this record's file (a SAS in Azure).
+    pub upload_url: String,
+    /// Always `PUT`.
+    pub method: &'static str,
+    /// Headers the upload must carry besides `Content-Type`.
+    pub headers: BTreeMap<&'static str, &'static str>,
+    pub expires_at: DateTime<Utc>,
+    /// The largest file the link takes.
+    pub max_bytes: u64,
+}
+
+/// A read-only link to a record's file and what it will answer.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadLink {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+    pub content_type: &'static str,
+    pub file_name: FileName,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<crate::domain::record::Sha256Hex>,
 }
 
 /// `path` on the origin the caller reached us at.
@@ -387,14 +410,17 @@ fn absolute(req: &HttpRequest, path: &str) -> String {
     format!("{}://{}{path}", info.scheme(), info.host())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListQuery {
     category: Option<String>,
     /// Comma-separated: pending, available, rejected (default available).
     status: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     from: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     to: Option<String>,
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -484,17 +510,18 @@ pub async fn download_url(
         SignedLink::Absolute(url) => url,
         SignedLink::Handler(path) => absolute(&req, &path),
     };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
-        "url": url,
-        "expiresAt": expires_at,
-        "contentType": kind.mime(),
-        "fileName": record.file_name,
-        "sizeBytes": record.size_bytes,
-        "sha256": record.sha256,
-    })))
+    let link = DownloadLink {
+        url,
+        expires_at,
+        content_type: kind.mime(),
+        file_name: record.file_name,
+        size_bytes: record.size_bytes,
+        sha256: record.sha256,
+    };
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(link))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteRequest {
     reason: String,
@@ -582,7 +609,7 @@ pub async fn expire_uploads(state: &AppState, now: DateTime<Utc>, limit: u32) ->
 
 // ---------------------------------------------------------------- local storage's links
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkQuery {
     sp: String,

@@ -35,7 +35,7 @@ const MAX_SEARCH_LIMIT: usize = 100;
 /// its edge still sees a booking or buffer that begins or ends just outside it.
 const MARGIN: Duration = Duration::hours(12);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PutSchedule {
     /// Optional: if sent, it must be the doctor's zone (a guard against hours entered for
@@ -53,9 +53,9 @@ pub struct PutSchedule {
     version: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct ScheduleBody<'a> {
+pub struct ScheduleBody<'a> {
     doctor_id: DoctorId,
     time_zone: &'static str,
     weekly_hours: BTreeMap<&'static str, Vec<RangeInput>>,
@@ -127,10 +127,12 @@ pub async fn put_schedule(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowQuery {
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     from: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     to: Option<String>,
 }
 
@@ -189,10 +191,10 @@ pub async fn list_time_off(
             v
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(input::Items { items }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AddTimeOff {
     starts_at: String,
@@ -227,18 +229,20 @@ pub async fn delete_time_off(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotsQuery {
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     from: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     to: Option<String>,
     #[serde(rename = "type")]
     appointment_type: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct DoctorSlots<'a> {
+pub struct DoctorSlots<'a> {
     doctor_id: DoctorId,
     time_zone: &'static str,
     appointment_type: Option<&'a AppointmentType>,
@@ -300,18 +304,32 @@ pub async fn doctor_slots(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
+    #[schemars(with = "Option<i64>")]
     specialty: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     from: Option<String>,
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     to: Option<String>,
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+/// The earliest free slots across a specialty's doctors, in time order.
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct FoundSlot {
+pub struct SlotSearch {
+    pub specialty_id: SpecialtyId,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub items: Vec<FoundSlot>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FoundSlot {
     doctor_id: DoctorId,
     doctor_name: String,
     appointment_type: String,
@@ -392,12 +410,7 @@ pub async fn search(
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "specialtyId": specialty,
-        "from": range.start,
-        "to": range.end,
-        "items": found,
-    })))
+    Ok(HttpResponse::Ok().json(SlotSearch { specialty_id: specialty, from: range.start, to: range.end, items: found }))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::domain::{FieldCheck, SpecialtyId};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateSpecialty {
     code: String,
@@ -17,7 +17,7 @@ pub struct CreateSpecialty {
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateSpecialty {
     #[serde(default, deserialize_with = "nullable")]

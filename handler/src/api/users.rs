@@ -12,7 +12,7 @@ use crate::domain::{DoctorId, FieldCheck, PatientId, UserId};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateUser {
     subject: String,
@@ -21,7 +21,7 @@ pub struct CreateUser {
     doctor_id: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateUser {
     role: String,

@@ -22,7 +22,7 @@ use crate::startup::AppState;
 /// A wait longer than this is a standing request, not a waitlist.
 const MAX_WINDOW_DAYS: i64 = 366;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JoinRequest {
     /// Required for staff; a patient joins for themselves.
@@ -99,10 +99,12 @@ pub async fn join(
     Ok(input::created(format!("/api/waitlist/{}", entry.id), &entry))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListQuery {
+    #[schemars(with = "Option<i64>")]
     patient_id: Option<String>,
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
     limit: Option<String>,
     cursor: Option<String>,
 }

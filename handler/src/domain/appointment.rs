@@ -18,8 +18,9 @@ use super::values::{LongText, ValueError};
 use super::{DoctorId, Page, PatientId, SpecialtyId};
 
 /// FHIR `Appointment.status`, the subset a clinic portal moves through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schemars(rename = "AppointmentStatus")]
 pub enum Status {
     /// A hold: busy for everyone else until it expires or is confirmed.
     Pending,
@@ -97,7 +98,7 @@ pub fn live_sql(now_param: &str) -> String {
 }
 
 /// Why an appointment was cancelled: codes, never free text, so no clinical detail lands here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CancelReason {
     PatientRequest,
@@ -151,7 +152,7 @@ impl CancelReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Appointment {
     pub id: AppointmentId,
@@ -507,7 +508,7 @@ pub enum WaitlistTarget {
     Specialty(SpecialtyId),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WaitlistStatus {
     /// Waiting for a slot to free.
@@ -546,7 +547,7 @@ pub struct NewWaitlistEntry {
     pub window: Interval,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WaitlistEntry {
     pub id: WaitlistId,
@@ -580,7 +581,7 @@ impl ChangePolicy {
 }
 
 /// What one pass of the hold sweep did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HoldSweep {
     pub expired: u64,

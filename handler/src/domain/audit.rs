@@ -12,8 +12,9 @@ use super::{AuditId, PatientId, time};
 /// The chain's anchor: the `prev_hash` of the first row.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "AuditAction")]
 pub enum Action {
     Read,
     List,
@@ -61,8 +62,9 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "AuditOutcome")]
 pub enum Outcome {
     Success,
     /// The caller's role may not do this.
@@ -89,7 +91,7 @@ impl Outcome {
 
 /// What happened, before it is chained. `resource_id` may be filled in by the store (ids of
 /// created rows are known only there).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
     pub occurred_at: DateTime<Utc>,
@@ -106,8 +108,9 @@ pub struct Entry {
 }
 
 /// A stored, chained row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "AuditEvent")]
 pub struct Event {
     pub id: AuditId,
     #[serde(flatten)]
@@ -150,7 +153,7 @@ impl Entry {
 }
 
 /// The result of walking the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Verification {
     pub checked: u64,
@@ -159,7 +162,7 @@ pub struct Verification {
     pub first_broken: Option<BrokenLink>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokenLink {
     pub id: AuditId,

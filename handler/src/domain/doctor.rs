@@ -4,7 +4,7 @@ use serde::Serialize;
 use super::values::{EmailAddress, LongText, PersonName, TimeZone};
 use super::{Change, DoctorId, SpecialtyId};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Doctor {
     pub id: DoctorId,

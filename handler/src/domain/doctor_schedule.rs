@@ -37,14 +37,14 @@ pub const MAX_HORIZON_DAYS: i64 = 730;
 pub const MAX_TIME_OFF_DAYS: i64 = 366;
 
 /// One working range as sent and stored: `"HH:MM"` wall-clock times.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeInput {
     pub start: String,
     pub end: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppointmentTypeInput {
     pub code: String,
@@ -64,7 +64,7 @@ pub struct ScheduleInput {
 }
 
 /// A kind of appointment: its code (what clients send as `type`), a display name and a length.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AppointmentType {
     pub code: String,
     pub name: Title,
@@ -318,7 +318,7 @@ impl Schedule {
 }
 
 /// Why a doctor is away: a code from a fixed list, never free text (so never patient data).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeOffReason {
     Vacation,
@@ -380,7 +380,7 @@ impl NewTimeOff {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeOff {
     pub id: TimeOffId,
@@ -407,7 +407,7 @@ pub struct DoctorCalendar {
 }
 
 /// A free slot as the API shows it: UTC instants plus the doctor's wall clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SlotView {
     pub start: DateTime<Utc>,

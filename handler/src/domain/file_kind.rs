@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::values::ValueError;
 
 /// The file types a clinic record may be. Everything else is refused (415).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 pub enum ContentKind {
     #[serde(rename = "application/pdf")]
     Pdf,
@@ -144,7 +144,7 @@ fn is_plain_text(head: &[u8], complete: bool) -> bool {
 
 /// The file name a patient gave, kept only to show it back and to name the download. Never
 /// part of a storage path: blob names are ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct FileName(String);
 

@@ -6,7 +6,7 @@ use super::{Change, PatientId};
 
 /// A patient, with the original article's fields. There is deliberately no password: identity
 /// comes from Entra ID.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Patient {
     pub id: PatientId,

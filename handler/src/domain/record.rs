@@ -11,8 +11,9 @@ use super::values::ValueError;
 use super::{Page, PageRequest, PatientId};
 
 /// What kind of document it is, as a patient would file it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schemars(rename = "RecordCategory")]
 pub enum Category {
     Report,
     Prescription,
@@ -53,7 +54,7 @@ code_enum!(Category {
     Other => "other",
 });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordStatus {
     /// Reserved; its file is being uploaded (or never arrived).
@@ -73,7 +74,7 @@ code_enum!(RecordStatus {
 });
 
 /// Why a file was not accepted. Codes only: no file content or name reaches a reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RejectReason {
     Empty,
@@ -148,7 +149,7 @@ impl RejectReason {
 }
 
 /// Why a record was deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeleteReason {
     UploadedInError,
@@ -190,7 +191,7 @@ impl BlobName {
 }
 
 /// A SHA-256 as 64 lower-case hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Sha256Hex(String);
 
@@ -217,7 +218,7 @@ impl Sha256Hex {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MedicalRecord {
     pub id: RecordId,

@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::values::ValueError;
 
 /// A half-open UTC interval `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 pub struct Interval {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -44,7 +44,7 @@ impl Interval {
 }
 
 /// One working range within a day, in local wall-clock time (`start < end`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 pub struct WorkingRange {
     pub start: NaiveTime,
     pub end: NaiveTime,
@@ -128,7 +128,7 @@ impl SlotRules {
 }
 
 /// A bookable slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Slot {
     pub start: DateTime<Utc>,

@@ -4,7 +4,7 @@ use serde::Serialize;
 use super::SpecialtyId;
 use super::values::{LongText, SpecialtyCode, Title};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Specialty {
     pub id: SpecialtyId,

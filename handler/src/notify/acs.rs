@@ -312,6 +312,22 @@ impl Mailer for AcsMailer {
             _ => Err(refusal_or_retry(&answer)),
         }
     }
+
+    /// One status read of an operation nobody started: any answer but a refused credential
+    /// or a failing service (a 404, typically) shows the endpoint is reachable and takes our
+    /// signature or token. Nothing is sent.
+    async fn ping(&self) -> Result<(), SendError> {
+        let probe = Uuid::new_v4();
+        let path = format!("/emails/operations/{probe}?api-version={API_VERSION}");
+        let answer = self.request(Method::GET, &path, b"", probe).await?;
+        match answer.status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
+                Err(refusal_or_retry(&answer))
+            }
+            s if s.is_server_error() => Err(refusal_or_retry(&answer)),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

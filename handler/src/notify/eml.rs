@@ -128,6 +128,14 @@ impl Mailer for Outbox {
         let _ = tokio::fs::remove_file(&tmp).await;
         write.map_err(io)
     }
+
+    /// The folder takes a file: what a send needs.
+    async fn ping(&self) -> Result<(), SendError> {
+        let probe = self.dir.join(".incoming").join(format!("ping.{}.part", Uuid::new_v4().simple()));
+        let written = tokio::fs::write(&probe, b"").await;
+        let _ = tokio::fs::remove_file(&probe).await;
+        written.map_err(|_| SendError::Retry { after: None, code: "outbox-write-failed".into() })
+    }
 }
 
 #[cfg(test)]

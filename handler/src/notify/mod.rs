@@ -70,6 +70,8 @@ pub trait Mailer: Send + Sync + 'static {
     /// Sends `message` as operation `operation_id`. Sending an id again does not send a second
     /// email: the outbox keeps the first file, Communication Services the first operation.
     async fn send(&self, operation_id: Uuid, message: &Message) -> Result<(), SendError>;
+    /// Whether a message could go out now, without sending one (for health).
+    async fn ping(&self) -> Result<(), SendError>;
 }
 
 /// The mailer the settings name.
