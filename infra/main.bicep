@@ -186,15 +186,17 @@ type clinicPolicyType = {
 }
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
-var baseName = '${namePrefix}-${environmentName}'
+// Lower case throughout: SQL server, storage account and container names refuse upper case.
+var baseName = toLower('${namePrefix}-${environmentName}')
+var compactPrefix = toLower(replace(namePrefix, '-', ''))
 var appName = empty(functionAppName) ? 'func-${baseName}-${take(token, 6)}' : functionAppName
 var names = {
   identity: 'id-${baseName}'
   plan: 'asp-${baseName}'
   logAnalytics: 'log-${baseName}'
   appInsights: 'appi-${baseName}'
-  hostStorage: take('st${namePrefix}${token}', 24)
-  recordsStorage: take('strec${namePrefix}${token}', 24)
+  hostStorage: take('st${compactPrefix}${token}', 24)
+  recordsStorage: take('strec${compactPrefix}${token}', 24)
   recordsTopic: 'evgt-${baseName}-records'
   sqlServer: 'sql-${baseName}-${take(token, 6)}'
   emailService: 'ecs-${baseName}-${take(token, 6)}'
@@ -202,8 +204,9 @@ var names = {
 }
 var isServerless = contains(sqlDatabaseSku.name, '_S_')
 var allTags = union(tags, { application: 'patient-portal', environment: environmentName })
-// One container per app for the deployment package (Flex Consumption's deployment storage).
-var deploymentContainerName = 'app-package-${take(appName, 32)}'
+// One container per app for the deployment package (Flex Consumption's deployment storage). The
+// token suffix, as in Microsoft's Flex samples, keeps the name from ending in a hyphen.
+var deploymentContainerName = 'app-package-${toLower(take(appName, 32))}-${take(token, 7)}'
 // The function whose webhook receives the records' BlobCreated events.
 var blobTriggerFunctionName = 'RecordUploaded'
 
@@ -444,6 +447,10 @@ resource sqlServer 'Microsoft.Sql/servers@2023-08-01' = {
       state: 'Enabled'
       isAzureMonitorTargetEnabled: true
     }
+    // Audit events reach Log Analytics through the master database's diagnostic setting.
+    dependsOn: [
+      sqlAuditDiagnostics
+    ]
   }
 }
 
@@ -489,8 +496,9 @@ resource communication 'Microsoft.Communication/communicationServices@2023-04-01
   }
 }
 
-// The Azure-managed domain comes with the DoNotReply sender.
-var emailSender = 'DoNotReply@${emailService::managedDomain.properties.mailFromSenderDomain}'
+// The Azure-managed domain comes with the DoNotReply sender. fromSenderDomain is the domain of the
+// From header the recipient sees (RFC 5322); mailFromSenderDomain is the envelope's (RFC 5321).
+var emailSender = 'DoNotReply@${emailService::managedDomain.properties.fromSenderDomain}'
 
 // ---------------------------------------------------------------------------------------------
 // The function app (Flex Consumption, Linux, custom handler)
@@ -539,7 +547,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           }
         }
       }
-      // The custom-handler stack: host.json's customHandler section starts ./handler.
+      // The custom-handler stack: host.json's customHandler section starts ./handler. `custom` /
+      // `1.0` is what the Flex stack definition offers for FC1 (Az.Functions FunctionsStackFlexData
+      // custom.json, functionAppConfigProperties.runtime); Flex takes no FUNCTIONS_WORKER_RUNTIME.
       runtime: {
         name: 'custom'
         version: '1.0'
@@ -559,7 +569,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
-      http20Enabled: true
+      // No http20Enabled: the portal hides the HTTP 2.0 setting for Flex apps and some siteConfig
+      // properties are refused on FC1; the default is fine for the API.
       cors: {
         allowedOrigins: corsAllowedOrigins
         supportCredentials: corsSupportCredentials

@@ -33,7 +33,8 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
 // does not exist yet.
 var blobsExtensionKey = listKeys('${functionApp.id}/host/default', '2024-04-01').systemKeys.blobs_extension
 
-resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+// Not named `subscription`: that symbol would shadow the built-in subscription() function.
+resource blobCreated 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
   parent: systemTopic
   name: subscriptionName
   properties: {
@@ -59,4 +60,4 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
   }
 }
 
-output subscriptionName string = subscription.name
+output subscriptionName string = blobCreated.name
