@@ -73,6 +73,9 @@ pub struct NotifySettings {
     pub clinic_name: String,
     /// `PORTAL_PUBLIC_URL`: where patients manage their appointments, linked in every message.
     pub portal_url: Option<String>,
+    /// How long a send already under way may go on once the process is stopping (not a
+    /// setting: the platform's own stop window bounds it; tests shorten it).
+    pub send_grace: std::time::Duration,
 }
 
 impl NotifySettings {
@@ -85,6 +88,7 @@ impl NotifySettings {
             },
             clinic_name: "Patient Portal".into(),
             portal_url: None,
+            send_grace: crate::notify::sweep::SEND_GRACE,
         }
     }
 }
@@ -113,7 +117,7 @@ fn parse_notify<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<NotifySett
             Some(url.as_str().to_owned())
         }
     };
-    Ok(NotifySettings { email, clinic_name, portal_url })
+    Ok(NotifySettings { email, clinic_name, portal_url, send_grace: crate::notify::sweep::SEND_GRACE })
 }
 
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod functions;
+pub mod lifecycle;
 pub mod notify;
 pub mod startup;
 pub mod store;

@@ -11,7 +11,6 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
-use tokio::sync::watch;
 
 use crate::api::extract::JsonLimit;
 use crate::auth::guard::{AuthConfig, RouteRules, guard};
@@ -41,6 +40,8 @@ pub struct AppState {
     pub notify: crate::config::NotifySettings,
     /// The one background dispatch of new notifications at a time.
     pub dispatch: crate::notify::sweep::Dispatcher,
+    /// Whether the process is stopping, and the background work it waits for.
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }
 
 impl AppState {
@@ -75,7 +76,6 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
-    shutdown: watch::Sender<bool>,
     pub state: web::Data<AppState>,
 }
 
@@ -114,6 +114,7 @@ impl Application {
             mailer: crate::notify::open(&settings.notify.email).await?,
             notify: settings.notify.clone(),
             dispatch: Default::default(),
+            lifecycle: Default::default(),
         });
         let keys = web::Data::from(KeyPolicy::new(if standalone { &settings.function_keys } else { &[] }));
         let cors = settings.cors.clone();
@@ -146,27 +147,33 @@ impl Application {
         .map_err(|source| StartupError::Bind { address, source })?
         .run();
 
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        timers::spawn_all(timers, state.clone(), shutdown_rx);
-        Ok(Application { port, server, shutdown, state })
+        timers::spawn_all(timers, state.clone());
+        Ok(Application { port, server, state })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish
-    /// (up to the shutdown timeout) and stops the timers.
+    /// Serves until SIGINT or SIGTERM, then stops accepting and, at the same time, lets
+    /// in-flight requests finish (up to the shutdown timeout) and the background work end: timers
+    /// start nothing new, sweeps give back the claims they have not attempted. Returns once
+    /// both are done or out of time.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let shutdown = self.shutdown;
+        let state = self.state.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
-            let _ = shutdown.send(true);
+            state.lifecycle.stop();
             handle.stop(true).await;
         });
-        self.server.await
+        let served = self.server.await;
+        if !self.state.lifecycle.drain(crate::lifecycle::BACKGROUND_BOUND).await {
+            tracing::warn!("background work still running at exit; its claims lapse with their leases");
+        }
+        tracing::info!("stopped");
+        served
     }
 
     /// For tests: serve in the background.
@@ -174,8 +181,6 @@ impl Application {
         let port = self.port;
         let state = self.state.clone();
         tokio::spawn(self.server);
-        // Dropping the sender would read as "shut down" to the timers; keep it alive.
-        std::mem::forget(self.shutdown);
         (port, state)
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Info and below go to stdout and warnings and errors to stderr: the Functions host forwards
 //! both, and grades stderr lines by the words in them. Request logs carry the request id, the
-//! host's invocation id, the matched route pattern (never the raw path or query, which can hold
-//! usernames or keys), the status and the latency. No bodies, no headers.
+//! Azure Function the request belongs to, the host's invocation id, the matched route pattern
+//! (never the raw path or query, which can hold usernames or keys), the status and the latency.
+//! No bodies, no headers.
 
 use std::time::Instant;
 
@@ -47,6 +48,18 @@ pub fn init(format: &LogFormat, filter: &str) {
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 
+/// The function a matched route pattern belongs to: an HTTP function of the route table by
+/// its actix path, or a timer or blob invocation (`/ReminderSweep`) by its own name.
+fn function_name(pattern: &str) -> &'static str {
+    static BY_PATH: std::sync::OnceLock<std::collections::HashMap<String, &'static str>> = std::sync::OnceLock::new();
+    let by_path = BY_PATH.get_or_init(|| {
+        let http = crate::api::routes().into_iter().map(|r| (r.path(), r.function));
+        let invoked = crate::functions::invocations().into_iter().map(|i| (format!("/{}", i.function), i.function));
+        http.chain(invoked).collect()
+    });
+    by_path.get(pattern).copied().unwrap_or("-")
+}
+
 /// Gives every request an id (in scope for error bodies and logs), logs it once it is done,
 /// and returns the id in `x-request-id`.
 pub async fn request_context(
@@ -71,6 +84,7 @@ pub async fn request_context(
             if route != "/" {
                 tracing::info!(
                     request_id = %request_id,
+                    function = function_name(&route),
                     invocation_id = invocation_id.as_deref().unwrap_or("-"),
                     method = %method,
                     route = %route,
@@ -85,7 +99,13 @@ pub async fn request_context(
             Ok(res)
         }
         Err(e) => {
-            tracing::warn!(request_id = %request_id, method = %method, route = %route, "request failed in middleware");
+            tracing::warn!(
+                request_id = %request_id,
+                function = function_name(&route),
+                method = %method,
+                route = %route,
+                "request failed in middleware"
+            );
             Err(e)
         }
     }

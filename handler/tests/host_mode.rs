@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{client, free_port, ok_json};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_handler");
 const KEY: &str = "host-mode-key-0123456789-leaky";
@@ -154,6 +154,26 @@ async fn under_the_host_it_binds_loopback_answers_and_leaves_keys_to_the_host() 
     let out = server.terminate();
     assert_eq!(out.status.code(), Some(0), "SIGTERM must end the handler cleanly: {}", text(&out));
     assert!(!text(&out).contains(KEY), "a key reached the output: {}", text(&out));
+
+    // One JSON object per line on stdout, for the host to forward: the request log names the
+    // function, the host's invocation id, the route pattern, the status and the latency.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let created = lines
+        .iter()
+        .find(|l| l["message"] == "request" && l["method"] == "POST" && l["route"] == "/api/specialties")
+        .unwrap_or_else(|| panic!("no request log for the create: {stdout}"));
+    assert_eq!(created["function"], "Specialties");
+    assert_eq!(created["invocation_id"], "83a33220-a921-460a-bec0-b3f043dcf1ff");
+    assert_eq!(created["status"], 201);
+    assert!(created["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{created}");
+    assert!(created["request_id"].as_str().is_some_and(|id| id.len() == 32), "{created}");
+    let swept = lines.iter().find(|l| l["route"] == "/ReminderSweep").expect("a log for the timer invocation");
+    assert_eq!(swept["function"], "ReminderSweep");
+    assert!(lines.iter().all(|l| l["level"] != "WARN" && l["level"] != "ERROR"), "warnings go to stderr: {stdout}");
 }
 
 #[tokio::test]

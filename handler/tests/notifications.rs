@@ -47,6 +47,7 @@ impl Clinic {
                 };
             }
             s.notify.clinic_name = "Northside Clinic".into();
+            s.notify.send_grace = StdDuration::from_millis(300);
         })
         .await;
         app.state.clock.pin(t(NOW));
@@ -459,4 +460,57 @@ async fn a_burst_of_bookings_is_confirmed_without_waiting_for_the_timer() {
         c.settle(a["id"].as_i64().unwrap(), |r| r[0]["status"] == "sent").await;
     }
     assert_eq!(c.outbox().len(), 15);
+}
+
+/// SIGTERM while a sweep is sending: sends under way get a grace, then every claim not
+/// recorded is given back at once (pending, its attempt uncounted) instead of waiting out its
+/// five-minute lease, and another instance sends them as the same operations.
+#[tokio::test]
+async fn stopping_gives_back_unsent_claims_for_another_instance() {
+    let mut c = Clinic::open(true).await;
+    // The service hangs on every send, so the dispatch after each booking is still sending.
+    let hang = ResponseTemplate::new(202).set_delay(StdDuration::from_secs(60));
+    c.service().0.lock().unwrap().sends.extend(std::iter::repeat_n(hang, 50));
+    let mut appointments = Vec::new();
+    for i in 0..6 {
+        let p = c.patient().await;
+        let start = (t("2026-06-02T07:00:00Z") + Duration::minutes(30 * i)).to_rfc3339();
+        appointments.push(c.book(p, &start).await["id"].as_i64().unwrap());
+    }
+    for _ in 0..200 {
+        if c.service().0.lock().unwrap().send_requests >= 4 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    let attempted: Vec<uuid::Uuid> = c.service().0.lock().unwrap().sends_by_operation.keys().copied().collect();
+    assert!(!attempted.is_empty(), "sends were under way");
+
+    let started = std::time::Instant::now();
+    assert!(c.app.state.lifecycle.drain(StdDuration::from_secs(10)).await, "the sweep stops within the bound");
+    assert!(started.elapsed() < StdDuration::from_secs(5), "the grace bounds it, not the hanging service");
+    for a in &appointments {
+        let confirmation = c.ledger(*a).await.into_iter().find(|n| n["kind"] == "booked").unwrap();
+        assert_eq!(confirmation["status"], "pending", "{confirmation}");
+        assert_eq!(confirmation["attempts"], 0, "an attempt cut short is not counted: {confirmation}");
+    }
+    assert!(run(&c.app.state, t(NOW), 200).await.unwrap().claimed == 0, "a stopped instance claims nothing");
+
+    // Another instance on the same database, at once (no lease to wait out), sends each as
+    // the operation the first one began.
+    c.service().0.lock().unwrap().sends.clear();
+    let endpoint = c.mock.as_ref().unwrap().0.uri();
+    let other = TestApp::spawn_with_store(c.app.state.store.clone(), |s| {
+        s.notify.email = EmailSettings {
+            transport: Transport::Acs(AcsSettings { endpoint, auth: AcsAuth::Key(KEY.to_vec()) }),
+            sender: SENDER.into(),
+        };
+    })
+    .await;
+    other.state.clock.pin(t(NOW) + Duration::seconds(5));
+    let report = run(&other.state, t(NOW) + Duration::seconds(5), 200).await.unwrap();
+    assert_eq!(report.sent, 6, "{report:?}");
+    let s = c.service().0.lock().unwrap();
+    assert!(attempted.iter().all(|op| s.accepted.contains_key(op)), "the same operation ids were sent again");
+    assert_eq!(s.accepted.len(), 6);
 }

@@ -19,7 +19,6 @@ use handler::startup::AppState;
 use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
-use tokio::sync::watch;
 
 fn reminder_sweep() -> ScheduledTimer {
     scheduled_timers(|_| None).unwrap().into_iter().find(|t| t.spec.function == "ReminderSweep").unwrap()
@@ -125,19 +124,18 @@ async fn the_scheduler_keeps_running_after_failures_and_stops_on_shutdown() {
         mailer: handler::notify::open(&notify.email).await.unwrap(),
         notify,
         dispatch: Default::default(),
+        lifecycle: Default::default(),
     });
     let mut timer = reminder_sweep();
     // Every second instead of every five minutes; everything else as configured.
     timer.schedule = parse_schedule("* * * * * *").unwrap();
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    spawn_all(vec![timer], state, shutdown_rx);
+    spawn_all(vec![timer], state.clone());
 
     // Each run pings the store (which fails); a failed run must not stop the timer.
     assert!(eventually(|| store.calls() >= 2).await, "the timer ran {} times", store.calls());
 
-    shutdown.send(true).unwrap();
-    // Let a run that was already under way finish, then nothing more may start.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A run already under way finishes (the drain waits for it), then nothing more starts.
+    assert!(state.lifecycle.drain(Duration::from_secs(5)).await, "the timer stops within the bound");
     let after_shutdown = store.calls();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(store.calls(), after_shutdown, "the timer ran after shutdown");

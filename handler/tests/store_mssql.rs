@@ -365,6 +365,14 @@ impl Store for ScratchStore {
     ) -> Result<bool, StoreError> {
         self.s().finish_notification(id, attempts, attempt, now).await
     }
+    async fn release_notification(
+        &self,
+        id: NotificationId,
+        attempts: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.s().release_notification(id, attempts, now).await
+    }
     async fn list_notifications(
         &self,
         appointment: AppointmentId,

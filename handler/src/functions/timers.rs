@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 use super::manifest::{self, TimerSpec};
 use super::payload::{InvokeRequest, InvokeResponse};
@@ -99,14 +98,14 @@ pub fn scheduled_timers(lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<S
     Ok(timers)
 }
 
-/// Runs each timer until `shutdown` turns true.
-pub fn spawn_all(timers: Vec<ScheduledTimer>, state: web::Data<AppState>, shutdown: watch::Receiver<bool>) {
+/// Runs each timer until the process stops; a run under way when it does is waited for.
+pub fn spawn_all(timers: Vec<ScheduledTimer>, state: web::Data<AppState>) {
     for timer in timers {
-        tokio::spawn(run_timer(timer, state.clone(), shutdown.clone()));
+        state.lifecycle.spawn(run_timer(timer, state.clone()));
     }
 }
 
-async fn run_timer(timer: ScheduledTimer, state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
+async fn run_timer(timer: ScheduledTimer, state: web::Data<AppState>) {
     let name = timer.spec.function;
     let mut last: Option<DateTime<Utc>> = None;
     if timer.spec.run_on_startup {
@@ -122,9 +121,9 @@ async fn run_timer(timer: ScheduledTimer, state: web::Data<AppState>, mut shutdo
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+            _ = state.lifecycle.stopped() => return,
         }
-        if *shutdown.borrow() {
+        if state.lifecycle.is_stopping() {
             return;
         }
         // Past due when the previous run finished after this occurrence was due (as the host

@@ -3,6 +3,9 @@
 //! the message for its recipient, send it as the row's operation, and record the outcome. A
 //! claim that outlives a crash comes back when its lease lapses and is sent as the same
 //! operation, so the patient gets one email. Work grows with the rows due, not the tables.
+//! A sweep told the process is stopping gives back the claims it has not attempted (and, after
+//! a grace, the sends still under way), so another instance takes them at once instead of
+//! after the lease.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,6 +28,9 @@ pub const BATCH: u32 = 200;
 const PARALLEL: usize = 4;
 /// Rows one dispatch after an API call takes (what a few changes just wrote).
 const KICK_BATCH: u32 = 50;
+/// How long sends under way may finish once the process is stopping (the default of
+/// `NotifySettings::send_grace`). Within the handler's 20 s stop window.
+pub const SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,17 +42,25 @@ pub struct NotifyReport {
     pub voided: u32,
     /// Outcomes not recorded because another sweep took the row over (its lease had lapsed).
     pub superseded: u32,
+    /// Claims given back unattempted because the process is stopping.
+    pub released: u32,
 }
 
 /// One sweep at `now`: up to `limit` due rows.
 pub async fn run(state: &AppState, now: DateTime<Utc>, limit: u32) -> Result<NotifyReport, StoreError> {
+    if state.lifecycle.is_stopping() {
+        return Ok(NotifyReport::default());
+    }
     let claimed = state.store.claim_notifications(now, limit, LEASE).await?;
     let mut report = NotifyReport { claimed: claimed.len() as u32, ..Default::default() };
-    let outcomes: Vec<(Attempt, Result<bool, StoreError>)> = futures_util::stream::iter(claimed)
+    let outcomes: Vec<(Option<Attempt>, Result<bool, StoreError>)> = futures_util::stream::iter(claimed)
         .map(|row| async move {
-            let attempt = attempt(state, &row, now).await;
+            let Some(attempt) = attempt_unless_stopped(state, &row, now).await else {
+                let released = state.store.release_notification(row.id, row.attempts, state.clock.now()).await;
+                return (None, released);
+            };
             let recorded = state.store.finish_notification(row.id, row.attempts, attempt.clone(), now).await;
-            (attempt, recorded)
+            (Some(attempt), recorded)
         })
         .buffer_unordered(PARALLEL)
         .collect()
@@ -57,10 +71,11 @@ pub async fn run(state: &AppState, now: DateTime<Utc>, limit: u32) -> Result<Not
             // Unrecorded: the lease lapses and the row is tried again as the same operation.
             Err(e) => tracing::warn!(cause = %crate::error::error_chain(&e), "a notification outcome was not recorded"),
             Ok(true) => match attempt {
-                Attempt::Sent => report.sent += 1,
-                Attempt::Retry { .. } => report.retried += 1,
-                Attempt::Failed { .. } => report.failed += 1,
-                Attempt::Void { .. } => report.voided += 1,
+                None => report.released += 1,
+                Some(Attempt::Sent) => report.sent += 1,
+                Some(Attempt::Retry { .. }) => report.retried += 1,
+                Some(Attempt::Failed { .. }) => report.failed += 1,
+                Some(Attempt::Void { .. }) => report.voided += 1,
             },
         }
     }
@@ -84,14 +99,35 @@ impl Dispatcher {
     }
 }
 
+/// The row's attempt, or `None` when the process is stopping: before it starts, or when a
+/// send under way outlasts the grace. A send cut short may have gone out; the row is sent
+/// again as the same operation, which the service (and the outbox) keep once.
+async fn attempt_unless_stopped(state: &AppState, row: &Notification, now: DateTime<Utc>) -> Option<Attempt> {
+    if state.lifecycle.is_stopping() {
+        return None;
+    }
+    let grace_over = async {
+        state.lifecycle.stopped().await;
+        tokio::time::sleep(state.notify.send_grace).await;
+    };
+    tokio::select! {
+        attempt = attempt(state, row, now) => Some(attempt),
+        () = grace_over => None,
+    }
+}
+
 /// Sends what is due now in the background: notifications made by an API call go out right
 /// after its commit, not at the next timer tick.
 pub fn kick(state: actix_web::web::Data<AppState>) {
+    if state.lifecycle.is_stopping() {
+        return; // the next instance's sweep sends it
+    }
     state.dispatch.again.store(true, Ordering::SeqCst);
     if state.dispatch.running.swap(true, Ordering::SeqCst) {
         return; // the running pass will go again
     }
-    tokio::spawn(async move {
+    let spawner = state.clone();
+    spawner.lifecycle.spawn(async move {
         loop {
             state.dispatch.again.store(false, Ordering::SeqCst);
             if let Err(e) = run(&state, state.clock.now(), KICK_BATCH).await {

@@ -345,6 +345,15 @@ pub trait Store: Send + Sync + 'static {
         attempt: NotificationAttempt,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Gives back a claim that was not attempted (a sweep stopping for shutdown): pending
+    /// again at once, the claim's attempt not counted. Compare-and-swap on the claim, like
+    /// `finish_notification`.
+    async fn release_notification(
+        &self,
+        id: NotificationId,
+        attempts: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// The appointment's notifications, oldest first; `NotFound` if the appointment is outside
     /// the scope.
     async fn list_notifications(

@@ -603,6 +603,9 @@ impl Store for DownStore {
     ) -> Result<bool, StoreError> {
         self.fail()
     }
+    async fn release_notification(&self, _: NotificationId, _: i64, _: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.fail()
+    }
     async fn list_notifications(&self, _: AppointmentId, _: PatientScope) -> Result<Vec<Notification>, StoreError> {
         self.fail()
     }

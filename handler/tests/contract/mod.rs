@@ -742,6 +742,7 @@ macro_rules! contract_tests {
             bookings_write_their_messages_and_reminders, cancelling_voids_reminders_and_writes_the_cancellation,
             rescheduling_moves_the_reminders_to_the_new_time, waitlist_offers_are_notified,
             concurrent_claims_never_share_a_row_and_lapsed_leases_return,
+            released_claims_are_pending_again_at_once_and_uncounted,
             retries_wait_failures_stay_visible_and_staff_resend);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

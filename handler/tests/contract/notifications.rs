@@ -207,6 +207,24 @@ pub async fn concurrent_claims_never_share_a_row_and_lapsed_leases_return(store:
     assert_eq!((sent.status, sent.sent_at, sent.lease_until), (State::Sent, Some(t), None));
 }
 
+pub async fn released_claims_are_pending_again_at_once_and_uncounted(store: Arc<dyn Store>) {
+    let due = due_rows(&store, "nrl", 2).await;
+    let t = now() + Duration::seconds(1);
+    let claimed = store.claim_notifications(t, 10, LEASE).await.unwrap();
+    assert_eq!(ids(&claimed), due);
+    let (a, b) = (&claimed[0], &claimed[1]);
+    assert!(store.finish_notification(a.id, a.attempts, Attempt::Sent, t).await.unwrap());
+    assert!(!store.release_notification(a.id, a.attempts, t).await.unwrap(), "a finished row is not released");
+    assert!(store.release_notification(b.id, b.attempts, t).await.unwrap());
+    let released = store.get_notification(b.id).await.unwrap();
+    assert_eq!((released.status, released.attempts, released.lease_until), (State::Pending, 0, None));
+    assert!(!store.release_notification(b.id, b.attempts, t).await.unwrap(), "a claim is released once");
+    // Claimable again now, long before its lease would have lapsed.
+    let again = store.claim_notifications(t + Duration::seconds(1), 10, LEASE).await.unwrap();
+    assert_eq!((again.len(), again[0].id, again[0].attempts), (1, b.id, 1));
+    assert_eq!(store.get_notification(a.id).await.unwrap().status, State::Sent);
+}
+
 pub async fn retries_wait_failures_stay_visible_and_staff_resend(store: Arc<dyn Store>) {
     let due = due_rows(&store, "nrt", 2).await;
     let t = now() + Duration::seconds(1);

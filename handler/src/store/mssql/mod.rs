@@ -633,6 +633,18 @@ impl Store for MssqlStore {
         .await
     }
 
+    async fn release_notification(
+        &self,
+        id: NotificationId,
+        attempts: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write("release_notification", move |c| {
+            Box::pin(async move { notifications::release(c, id, attempts, now).await })
+        })
+        .await
+    }
+
     async fn list_notifications(
         &self,
         appointment: AppointmentId,

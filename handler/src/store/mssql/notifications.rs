@@ -104,6 +104,15 @@ pub async fn finish(
     Ok(n == 1)
 }
 
+pub async fn release(
+    c: &mut MssqlConn,
+    id: NotificationId,
+    attempts: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    Ok(changed(c, sql::NOTIFICATION_RELEASE, &[&at(now), &id.get(), &attempts]).await? == 1)
+}
+
 pub async fn list(
     c: &mut MssqlConn,
     appointment: AppointmentId,

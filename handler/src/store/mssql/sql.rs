@@ -614,6 +614,13 @@ SET status = @P1, send_at = COALESCE(@P2, send_at), last_error = @P3, sent_at = 
 OUTPUT inserted.id INTO @u (id)
 WHERE id = @P6 AND status = N'sending' AND attempts = @P7;
 SELECT COUNT_BIG(*) AS changed FROM @u;";
+/// A claim given back unattempted: pending again, its attempt not counted.
+pub const NOTIFICATION_RELEASE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
+UPDATE dbo.notifications
+SET status = N'pending', attempts = attempts - 1, lease_until = NULL, updated_at = @P1
+OUTPUT inserted.id INTO @u (id)
+WHERE id = @P2 AND status = N'sending' AND attempts = @P3;
+SELECT COUNT_BIG(*) AS changed FROM @u;";
 /// An appointment's rows, oldest first.
 pub const NOTIFICATION_LIST: &str =
     concat!("SELECT ", notification_columns!(), "\nFROM dbo.notifications WHERE appointment_id = @P1 ORDER BY id;");
@@ -714,6 +721,7 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("NOTIFICATION_VOID_SUPERSEDED", NOTIFICATION_VOID_SUPERSEDED),
     ("NOTIFICATION_CLAIM", NOTIFICATION_CLAIM),
     ("NOTIFICATION_FINISH", NOTIFICATION_FINISH),
+    ("NOTIFICATION_RELEASE", NOTIFICATION_RELEASE),
     ("NOTIFICATION_LIST", NOTIFICATION_LIST),
     ("NOTIFICATION_GET", NOTIFICATION_GET),
     ("NOTIFICATION_RESEND", NOTIFICATION_RESEND),

@@ -461,6 +461,15 @@ impl Store for SqliteStore {
         self.write(move |c| notifications::finish(c, id, attempts, &attempt, now)).await
     }
 
+    async fn release_notification(
+        &self,
+        id: NotificationId,
+        attempts: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| notifications::release(c, id, attempts, now)).await
+    }
+
     async fn list_notifications(
         &self,
         appointment: AppointmentId,

@@ -151,6 +151,17 @@ pub fn finish(
     Ok(n == 1)
 }
 
+pub fn release(c: &Connection, id: NotificationId, attempts: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let n = c
+        .prepare_cached(
+            "UPDATE notifications SET status = 'pending', attempts = attempts - 1, lease_until = NULL, updated_at = ?1
+             WHERE id = ?2 AND status = 'sending' AND attempts = ?3",
+        )
+        .and_then(|mut s| s.execute(params![time::to_db_text(now), id.get(), attempts]))
+        .map_err(map_error)?;
+    Ok(n == 1)
+}
+
 pub fn list(c: &Connection, appointment: AppointmentId, scope: PatientScope) -> Result<Vec<Notification>, StoreError> {
     // The scope is the appointment's: whoever may see it sees what it sent.
     super::appointments::get(c, appointment, scope)?;
