@@ -28,6 +28,22 @@ enum Command {
     VerifyAudit,
     /// Load the demo clinic into the configured database and exit.
     SeedDemo,
+    /// Load a large synthetic clinic for load tests (scripts/bench) straight into a SQLite file
+    /// and exit. Refused in Azure, and on a database that already holds a clinic unless --force.
+    SeedBench {
+        #[arg(long, default_value_t = 100)]
+        doctors: u32,
+        #[arg(long, default_value_t = 100_000)]
+        patients: u32,
+        #[arg(long, default_value_t = 1_000_000)]
+        appointments: u64,
+        /// The SQLite file (default: PORTAL_SQLITE_PATH).
+        #[arg(long)]
+        sqlite: Option<std::path::PathBuf>,
+        /// Delete the file first if it already holds a clinic.
+        #[arg(long)]
+        force: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Validate the settings and exit (prints nothing secret).
@@ -89,6 +105,21 @@ async fn run(command: Command, mut settings: Settings) -> Result<(), String> {
             let records = handler::blobs::open(&settings.records.storage).await.map_err(|e| chain(&e))?;
             let report = demo::seed(store.as_ref(), records.as_ref()).await.map_err(|e| chain(&e))?;
             println!("demo clinic loaded: {} rows created, {} already present", report.created, report.already_present);
+            Ok(())
+        }
+        Command::SeedBench { doctors, patients, appointments, sqlite, force } => {
+            let path = match (sqlite, &settings.database) {
+                (Some(path), _) => path,
+                (None, handler::config::DatabaseSettings::Sqlite { path }) => path.clone(),
+                (None, _) => return Err("seed-bench writes SQLite only: pass --sqlite PATH".into()),
+            };
+            let sizes = demo::bench_seed::Sizes { doctors, patients, appointments };
+            let progress = Box::new(|line: &str| eprintln!("seed-bench: {line}"));
+            let r = demo::bench_seed::seed(&path, sizes, force, progress).await.map_err(|e| chain(&e))?;
+            println!(
+                "bench clinic loaded in {:.1} s: {} specialties, {} doctors, {} patients, {} appointments",
+                r.seconds, r.specialties, r.doctors, r.patients, r.appointments
+            );
             Ok(())
         }
         Command::Serve { demo_data } => {

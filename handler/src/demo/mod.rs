@@ -2,6 +2,7 @@
 //! Loading twice changes nothing: existing rows (same code, email or username) are kept.
 //! Every person here is fictional; addresses use reserved example domains.
 
+pub mod bench_seed;
 pub mod files;
 mod records;
 
