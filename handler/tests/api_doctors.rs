@@ -266,7 +266,12 @@ async fn unsupported_methods_are_405() {
         (Method::PUT, format!("/api/doctors/{}", d["id"])),
         (Method::POST, format!("/api/doctors/{}", d["id"])),
     ] {
-        let e = expect_error(app.request(method.clone(), &path).send().await.unwrap(), 405).await;
+        let res = app.request(method.clone(), &path).send().await.unwrap();
+        // RFC 9110: a 405 names the methods the resource does have.
+        let allow = res.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        let expected = if path == "/api/doctors" { "GET, POST" } else { "GET, PATCH" };
+        assert_eq!(allow.as_deref(), Some(expected), "{method} {path}");
+        let e = expect_error(res, 405).await;
         assert_eq!(e.code(), "method_not_allowed", "{method} {path}");
     }
 }

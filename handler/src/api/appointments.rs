@@ -39,8 +39,10 @@ pub struct BookRequest {
     /// Required for staff and doctors; a patient books for themselves.
     patient_id: Option<i64>,
     doctor_id: i64,
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     start: String,
     #[serde(rename = "type")]
+    #[schemars(length(min = 1, max = 32))]
     appointment_type: Option<String>,
     reason: Option<String>,
     /// Hold the slot (pending) instead of booking it; confirm with a status change to booked.
@@ -378,9 +380,12 @@ pub async fn list(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StatusRequest {
+    #[schemars(with = "crate::domain::appointment::Status")]
     status: String,
+    #[schemars(range(min = 1))]
     version: i64,
     /// A cancellation reason code; required when cancelling, refused otherwise.
+    #[schemars(with = "Option<crate::domain::appointment::CancelReason>")]
     reason: Option<String>,
 }
 
@@ -437,7 +442,9 @@ pub async fn set_status(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RescheduleRequest {
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     start: String,
+    #[schemars(range(min = 1))]
     version: i64,
     /// Another of the doctor's appointment types; the current one when absent.
     #[serde(rename = "type")]

@@ -16,7 +16,9 @@ use crate::startup::AppState;
 pub struct CreateDoctor {
     name: String,
     specialty_id: i64,
+    #[schemars(email, length(max = 254))]
     email: String,
+    #[schemars(with = "crate::domain::values::TimeZone")]
     time_zone: String,
     bio: Option<String>,
 }
@@ -29,13 +31,16 @@ pub struct UpdateDoctor {
     #[serde(default, deserialize_with = "nullable")]
     specialty_id: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(email, length(max = 254))]
     email: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Option<crate::domain::values::TimeZone>>")]
     time_zone: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     bio: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     active: Option<Option<bool>>,
+    #[schemars(range(min = 1))]
     version: Option<i64>,
 }
 

@@ -170,15 +170,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
     for path in paths {
         let mut resource = web::resource(path.as_str());
+        let mut allowed = Vec::new();
         for r in table.iter().filter(|r| r.path() == path) {
             resource = resource.route((r.handler)());
+            allowed.push(r.method.as_str());
         }
-        cfg.service(resource.default_service(web::to(method_not_allowed)));
+        let allow = allowed.join(", ");
+        cfg.service(resource.default_service(web::to(move || std::future::ready(method_not_allowed(&allow)))));
     }
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, crate::error::ApiError> {
-    Err(crate::error::ApiError::MethodNotAllowed)
+/// 405 with the `Allow` header RFC 9110 requires: the methods the resource has.
+fn method_not_allowed(allow: &str) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    let mut response = crate::error::ApiError::MethodNotAllowed.error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// Anything not routed: a JSON 404 like every other error.

@@ -48,6 +48,7 @@ pub async fn resend(state: web::Data<AppState>, caller: Caller, req: HttpRequest
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TestEmail {
     /// Where the test message goes.
+    #[schemars(email, length(max = 254))]
     to: String,
 }
 

@@ -83,6 +83,8 @@ struct Operation {
     headers: Vec<Header>,
     status: u16,
     reply: Reply,
+    /// Also answers 201 with the same body (a first PUT creates).
+    creates_first: bool,
     /// Failures this operation can answer besides the ones every operation can.
     errors: &'static [u16],
 }
@@ -96,6 +98,7 @@ impl Operation {
             headers: Vec::new(),
             status: 200,
             reply: Reply::Empty,
+            creates_first: false,
             errors: &[],
         }
     }
@@ -126,6 +129,10 @@ impl Operation {
     fn answers(mut self, status: u16, reply: Reply) -> Self {
         self.status = status;
         self.reply = reply;
+        self
+    }
+    fn or_created(mut self) -> Self {
+        self.creates_first = true;
         self
     }
     fn errors(mut self, errors: &'static [u16]) -> Self {
@@ -188,6 +195,7 @@ fn operations() -> Vec<((&'static str, &'static str), Operation)> {
             Operation::new("Set a doctor's schedule: 201 for the first, then 200 with compare-and-swap on version")
                 .json::<schedules::PutSchedule>()
                 .ok::<schedules::ScheduleBody<'static>>()
+                .or_created()
                 .errors(CONFLICT),
         ),
         (
@@ -376,7 +384,7 @@ fn operations() -> Vec<((&'static str, &'static str), Operation)> {
 }
 
 /// Failures every operation can answer, and the shared responses they point at.
-const COMMON_ERRORS: &[u16] = &[400, 401, 403, 404, 429, 500, 503];
+const COMMON_ERRORS: &[u16] = &[400, 401, 403, 404, 422, 429, 500, 503];
 
 fn error_description(status: u16) -> &'static str {
     match status {
@@ -486,12 +494,20 @@ fn responses(op: &Operation, replies: &mut SchemaGenerator) -> Value {
         }
         Reply::Empty => {}
     }
+    let location = json!({ "Location": { "schema": { "type": "string" }, "description": "The created resource" } });
+    if op.creates_first {
+        let mut created = ok.clone();
+        created["description"] = json!("Created (the first time; `Location` names it)");
+        created["headers"] = location.clone();
+        out.insert("201".into(), created);
+    }
     if op.status == 201 {
-        ok["headers"] =
-            json!({ "Location": { "schema": { "type": "string" }, "description": "The created resource" } });
+        ok["headers"] = location;
     }
     out.insert(op.status.to_string(), ok);
-    let mut errors: Vec<u16> = COMMON_ERRORS.iter().chain(op.errors).copied().collect();
+    // A body can be too large or not of the type the operation reads.
+    let body_errors: &[u16] = if op.body.is_some() { &[413, 415] } else { &[] };
+    let mut errors: Vec<u16> = COMMON_ERRORS.iter().chain(op.errors).chain(body_errors).copied().collect();
     errors.sort_unstable();
     errors.dedup();
     for status in errors {

@@ -16,11 +16,15 @@ use crate::store::StoreError;
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterPatient {
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"))]
     username: String,
     name: String,
+    #[schemars(email, length(max = 254))]
     email: String,
     phone: Option<String>,
+    #[schemars(with = "chrono::NaiveDate")]
     date_of_birth: String,
+    #[schemars(with = "Option<crate::domain::values::Gender>")]
     gender: Option<String>,
 }
 
@@ -30,15 +34,19 @@ pub struct UpdatePatient {
     #[serde(default, deserialize_with = "nullable")]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(email, length(max = 254))]
     email: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Option<chrono::NaiveDate>>")]
     date_of_birth: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Option<crate::domain::values::Gender>>")]
     gender: Option<Option<String>>,
     /// `false` turns reminder emails off (bookings, changes and cancellations still go out).
     reminder_emails: Option<bool>,
+    #[schemars(range(min = 1))]
     version: Option<i64>,
 }
 

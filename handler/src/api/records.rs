@@ -328,9 +328,13 @@ fn encode_for_input(name: &str) -> String {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReserveRequest {
     file_name: String,
+    #[schemars(with = "Option<crate::domain::file_kind::ContentKind>")]
     content_type: Option<String>,
+    #[schemars(with = "Option<crate::domain::record::Category>")]
     category: Option<String>,
+    #[schemars(range(min = 1))]
     size_bytes: Option<i64>,
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
     sha256: Option<String>,
 }
 
@@ -524,7 +528,9 @@ pub async fn download_url(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteRequest {
+    #[schemars(with = "crate::domain::record::DeleteReason")]
     reason: String,
+    #[schemars(range(min = 1))]
     version: i64,
 }
 

@@ -40,16 +40,24 @@ const MARGIN: Duration = Duration::hours(12);
 pub struct PutSchedule {
     /// Optional: if sent, it must be the doctor's zone (a guard against hours entered for
     /// another zone). The zone itself is changed on the doctor.
+    #[schemars(with = "Option<crate::domain::values::TimeZone>")]
     time_zone: Option<String>,
+    #[schemars(extend("propertyNames" = { "enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] }))]
     weekly_hours: BTreeMap<String, Vec<RangeInput>>,
+    #[schemars(length(min = 1))]
     appointment_types: Vec<AppointmentTypeInput>,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 240))]
     buffer_before_minutes: i64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 240))]
     buffer_after_minutes: i64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 86400))]
     min_notice_minutes: i64,
+    #[schemars(range(min = 1, max = 730))]
     horizon_days: i64,
+    #[schemars(range(min = 1))]
     version: Option<i64>,
 }
 
@@ -197,8 +205,11 @@ pub async fn list_time_off(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AddTimeOff {
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     starts_at: String,
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     ends_at: String,
+    #[schemars(with = "crate::domain::doctor_schedule::TimeOffReason")]
     reason: String,
 }
 

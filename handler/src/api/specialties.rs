@@ -12,6 +12,7 @@ use crate::startup::AppState;
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateSpecialty {
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$"))]
     code: String,
     name: String,
     description: Option<String>,
@@ -24,6 +25,7 @@ pub struct UpdateSpecialty {
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     description: Option<Option<String>>,
+    #[schemars(range(min = 1))]
     version: Option<i64>,
 }
 

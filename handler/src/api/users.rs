@@ -16,6 +16,7 @@ use crate::startup::AppState;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateUser {
     subject: String,
+    #[schemars(with = "crate::domain::user::Role")]
     role: String,
     patient_id: Option<i64>,
     doctor_id: Option<i64>,
@@ -24,9 +25,11 @@ pub struct CreateUser {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateUser {
+    #[schemars(with = "crate::domain::user::Role")]
     role: String,
     patient_id: Option<i64>,
     doctor_id: Option<i64>,
+    #[schemars(range(min = 1))]
     version: Option<i64>,
 }
 

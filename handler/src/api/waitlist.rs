@@ -31,7 +31,9 @@ pub struct JoinRequest {
     specialty_id: Option<i64>,
     #[serde(rename = "type")]
     appointment_type: Option<String>,
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     from: String,
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     to: String,
 }
 

@@ -40,15 +40,19 @@ pub const MAX_TIME_OFF_DAYS: i64 = 366;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeInput {
+    #[schemars(regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
     pub start: String,
+    #[schemars(regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
     pub end: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppointmentTypeInput {
+    #[schemars(regex(pattern = r"^[a-z0-9-]{1,32}$"))]
     pub code: String,
     pub name: String,
+    #[schemars(range(min = 5, max = 480))]
     pub minutes: i64,
 }
 
