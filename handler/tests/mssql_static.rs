@@ -17,6 +17,30 @@ use sqlparser::parser::Parser;
 /// Checked by hand; the test fails if one of them starts parsing, so the list stays short.
 const PARSER_GAPS: &[(&str, &str)] = &[];
 
+/// The statement without a trailing `OPTION (RECOMPILE)`, which sqlparser 0.64 does not know.
+/// The catch-all lists (`@P IS NULL OR col = @P`) carry it so SQL Server plans each call for
+/// the filters it has, and uses the index they name; the rest of the statement is parsed.
+fn without_query_hint(sql: &str) -> std::borrow::Cow<'_, str> {
+    match sql.strip_suffix("\nOPTION (RECOMPILE);") {
+        Some(rest) => format!("{rest};").into(),
+        None => sql.into(),
+    }
+}
+
+#[test]
+fn catch_all_filters_are_planned_per_call() {
+    for (name, sql) in STATEMENTS {
+        let catch_all = sql.match_indices(" IS NULL OR").any(|(at, _)| {
+            let before = &sql[..at];
+            let token = &before[before.rfind(|c: char| c == '(' || c.is_whitespace()).map_or(0, |i| i + 1)..];
+            token.strip_prefix("@P").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        });
+        if catch_all && sql.trim_start().starts_with("SELECT") {
+            assert!(sql.ends_with("\nOPTION (RECOMPILE);"), "{name} filters with IS NULL OR but is planned once");
+        }
+    }
+}
+
 fn parse(dialect: &dyn Dialect, sql: &str) -> Vec<Statement> {
     Parser::parse_sql(dialect, sql).unwrap_or_else(|e| panic!("{e}\n--- in ---\n{sql}"))
 }
@@ -27,7 +51,7 @@ fn every_store_statement_parses_as_tsql() {
     for (name, sql) in STATEMENTS {
         assert!(names.insert(*name), "{name} listed twice");
         let gap = PARSER_GAPS.iter().find(|(n, _)| n == name);
-        match (Parser::parse_sql(&MsSqlDialect {}, sql), gap) {
+        match (Parser::parse_sql(&MsSqlDialect {}, &without_query_hint(sql)), gap) {
             (Ok(statements), None) => assert!(!statements.is_empty(), "{name} is empty"),
             (Err(e), None) => panic!("{name} does not parse: {e}\n{sql}"),
             (Ok(_), Some(_)) => panic!("{name} parses now; remove it from PARSER_GAPS"),

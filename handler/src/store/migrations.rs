@@ -44,6 +44,7 @@ pub const SQLITE: &[Migration] = &[
     migration!("sqlite", 4, "appointments"),
     migration!("sqlite", 5, "records"),
     migration!("sqlite", 6, "notifications"),
+    migration!("sqlite", 7, "doctor_day_index"),
 ];
 
 /// Same version numbers as [`SQLITE`]; a test checks that the two lists and folders match.
@@ -54,6 +55,7 @@ pub const MSSQL: &[Migration] = &[
     migration!("mssql", 4, "appointments"),
     migration!("mssql", 5, "records"),
     migration!("mssql", 6, "notifications"),
+    migration!("mssql", 7, "doctor_day_index"),
 ];
 
 /// The migrations still to apply, given what `schema_migrations` records as `(version, checksum)`.

@@ -75,7 +75,8 @@ WHERE id > @P1
   AND (@P2 IS NULL OR specialty_id = @P2)
   AND (@P3 IS NULL OR search_key LIKE @P3 ESCAPE '\\')
   AND (@P4 IS NULL OR active = @P4)
-ORDER BY id;";
+ORDER BY id
+OPTION (RECOMPILE);";
 pub const DOCTOR_UPDATE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
 UPDATE dbo.doctors
 SET name = @P1, search_key = @P2, specialty_id = @P3, email = @P4, time_zone = @P5,
@@ -127,7 +128,8 @@ WHERE id > @P1 AND (@P2 IS NULL OR search_key LIKE @P2 ESCAPE '\\')
   AND (@P4 = 0 OR (@P4 = 1 AND id = @P5) OR (@P4 = 2 AND EXISTS (
     SELECT 1 FROM dbo.appointments a WHERE a.patient_id = patients.id AND a.doctor_id = @P5
       AND a.status IN ('booked', 'checked-in', 'fulfilled', 'noshow'))))
-ORDER BY id;";
+ORDER BY id
+OPTION (RECOMPILE);";
 pub const PATIENT_UPDATE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
 UPDATE dbo.patients
 SET name = @P1, search_key = @P2, email = @P3, phone = @P4, date_of_birth = @P5,
@@ -318,7 +320,8 @@ WHERE (@P1 IS NULL OR patient_id = @P1) AND (@P2 IS NULL OR doctor_id = @P2)
   AND (@P11 IS NULL OR starts_at >= @P11) AND (@P12 IS NULL OR starts_at < @P12)
   AND (@P13 IS NULL OR starts_at > @P13 OR (starts_at = @P13 AND id > @P14))
   AND (@P15 = 0 OR (@P15 = 1 AND patient_id = @P16) OR (@P15 = 2 AND doctor_id = @P16))
-ORDER BY starts_at, id;"
+ORDER BY starts_at, id
+OPTION (RECOMPILE);"
 );
 /// Compare-and-swap on the version; a hold keeps its expiry only while it stays pending.
 pub const APPOINTMENT_TRANSITION: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
@@ -401,7 +404,8 @@ pub const WAITLIST_LIST: &str = concat!(
 FROM dbo.waitlist_entries
 WHERE id > @P1 AND (@P2 IS NULL OR patient_id = @P2)
   AND (@P4 = 0 OR (@P4 = 1 AND patient_id = @P5) OR (@P4 = 2 AND doctor_id = @P5))
-ORDER BY id;"
+ORDER BY id
+OPTION (RECOMPILE);"
 );
 pub const WAITLIST_CANCEL: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
 UPDATE dbo.waitlist_entries SET status = 'cancelled', updated_at = @P1, version = version + 1
@@ -522,7 +526,8 @@ pub const RECORD_LIST: &str = concat!(
 FROM dbo.medical_records
 WHERE patient_id = @P1 AND id < @P2 AND status IN (@P3, @P4, @P5)
   AND (@P6 IS NULL OR category = @P6) AND (@P7 IS NULL OR created_at >= @P7) AND (@P8 IS NULL OR created_at < @P8)
-ORDER BY id DESC;"
+ORDER BY id DESC
+OPTION (RECOMPILE);"
 );
 /// Soft deletion: compare-and-swap on the version, only from available or rejected.
 pub const RECORD_DELETE: &str = "DECLARE @u TABLE (id BIGINT NOT NULL);
@@ -561,7 +566,8 @@ WHERE id > @P1
   AND (@P2 IS NULL OR patient_id = @P2)
   AND (@P3 IS NULL OR occurred_at >= @P3)
   AND (@P4 IS NULL OR occurred_at < @P4)
-ORDER BY id;";
+ORDER BY id
+OPTION (RECOMPILE);";
 
 // --- notifications ------------------------------------------------------------------------
 // The SQLite store's statements, one for one. Claims take UPDLOCK + READPAST so a second sweep

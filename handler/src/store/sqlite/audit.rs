@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::filters::Filters;
 use super::{map_error, rows};
 use crate::domain::audit::{Action, Entry, Event, GENESIS, Outcome, chain};
 use crate::domain::{AuditId, Page, PageRequest, PatientId, time};
@@ -63,29 +64,21 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
 }
 
 pub fn list(c: &Connection, filter: &AuditFilter, page: PageRequest) -> Result<Page<Event>, StoreError> {
+    let mut wanted = Filters::default();
+    wanted.and("id > ?", [page.after.into()]);
+    wanted.and_some("patient_id = ?", filter.patient_id.map(PatientId::get));
+    wanted.and_some("occurred_at >= ?", filter.from.map(time::to_db_text));
+    wanted.and_some("occurred_at < ?", filter.to.map(time::to_db_text));
+    let sql = format!(
+        "SELECT id, occurred_at, request_id, actor, actor_role, action, resource_type, resource_id,
+                patient_id, outcome, prev_hash, hash
+         FROM audit_events WHERE {} ORDER BY id LIMIT ?",
+        wanted.sql()
+    );
     let rows = c
-        .prepare_cached(
-            "SELECT id, occurred_at, request_id, actor, actor_role, action, resource_type, resource_id,
-                    patient_id, outcome, prev_hash, hash
-             FROM audit_events
-             WHERE id > ?1
-               AND (?2 IS NULL OR patient_id = ?2)
-               AND (?3 IS NULL OR occurred_at >= ?3)
-               AND (?4 IS NULL OR occurred_at < ?4)
-             ORDER BY id LIMIT ?5",
-        )
+        .prepare_cached(&sql)
         .and_then(|mut s| {
-            s.query_map(
-                params![
-                    page.after,
-                    filter.patient_id.map(PatientId::get),
-                    filter.from.map(time::to_db_text),
-                    filter.to.map(time::to_db_text),
-                    page.fetch_limit()
-                ],
-                from_row,
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()
+            s.query_map(wanted.params([page.fetch_limit().into()]), from_row)?.collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(map_error)?;
     Ok(Page::from_rows(rows, page, |e| e.id.get()))

@@ -10,6 +10,7 @@ mod appointments;
 mod audit;
 mod doctors;
 mod errors;
+mod filters;
 mod migrate;
 mod notifications;
 mod patients;
