@@ -320,7 +320,7 @@ function done(summary, latency, requests)
   end
   local codes = {}
   for code, count in pairs(sums) do
-    codes[#codes + 1] = string.format('"%d": %d', code, count)
+    codes[#codes + 1] = string.format('"%s": %d', code, count)
   end
   local e = summary.errors
   local f = assert(io.open(out, "w"))

@@ -29,14 +29,14 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
 use crate::domain::appointment::new_ical_uid;
 use crate::domain::audit::{Action, Entry, Outcome};
 use crate::domain::doctor::NewDoctor;
-use crate::domain::doctor_schedule::{AppointmentTypeInput, RangeInput, Schedule, ScheduleInput};
+use crate::domain::doctor_schedule::Schedule;
 use crate::domain::schedule::{Availability, Interval, SlotRules, WeeklyHours, free_slots};
 use crate::domain::specialty::NewSpecialty;
 use crate::domain::user::{Membership, Subject};
 use crate::domain::values::{
     EmailAddress, PersonName, SpecialtyCode, TimeZone, Title, Username, ValueError, search_key,
 };
-use crate::domain::{FieldCheck, SpecialtyId, time};
+use crate::domain::{SpecialtyId, time};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 
@@ -318,37 +318,9 @@ async fn create_doctors(
     Ok(doctors)
 }
 
-/// The demo clinic's schedule shapes (so slots are as real as the demo's): weekdays with a
-/// lunch break, 20- or 30-minute consultations, a 10-minute buffer after every other doctor's
-/// visits, two hours' notice and a 90-day horizon.
+/// The demo clinic's schedule shapes, so the bench clinic's slots are as real as the demo's.
 fn schedule_for(n: usize) -> Result<Schedule, SeedError> {
-    let (morning, afternoon) = if n.is_multiple_of(2) {
-        (("09:00", "12:30"), ("13:30", "17:00"))
-    } else {
-        (("08:00", "12:00"), ("13:00", "16:00"))
-    };
-    let day = vec![
-        RangeInput { start: morning.0.into(), end: morning.1.into() },
-        RangeInput { start: afternoon.0.into(), end: afternoon.1.into() },
-    ];
-    let mut types = vec![AppointmentTypeInput {
-        code: "consult".into(),
-        name: "Consultation".into(),
-        minutes: if n.is_multiple_of(3) { 20 } else { 30 },
-    }];
-    if !n.is_multiple_of(2) {
-        types.push(AppointmentTypeInput { code: "follow-up".into(), name: "Follow-up visit".into(), minutes: 15 });
-    }
-    let input = ScheduleInput {
-        weekly_hours: ["mon", "tue", "wed", "thu", "fri"].iter().map(|d| ((*d).to_owned(), day.clone())).collect(),
-        appointment_types: types,
-        buffer_before_minutes: 0,
-        buffer_after_minutes: if n.is_multiple_of(2) { 10 } else { 0 },
-        min_notice_minutes: 120,
-        horizon_days: 90,
-    };
-    Schedule::parse(&mut FieldCheck::new(), &input)
-        .ok_or_else(|| SeedError::Invalid("a bench schedule does not validate".into()))
+    super::schedule_shape(n).ok_or_else(|| SeedError::Invalid("a bench schedule does not validate".into()))
 }
 
 /// A fictional first and last name, spread over the lists by `seed`.

@@ -156,24 +156,11 @@ async fn find_doctor(store: &dyn Store, email: &str) -> Result<crate::domain::do
     }
 }
 
-/// Weekday hours with a lunch break in the doctor's own zone, one or two appointment types, and
-/// (only when the schedule is new, so a second load changes nothing) a day of training two
-/// weeks out.
-async fn ensure_schedule(
-    store: &dyn Store,
-    report: &mut DemoReport,
-    doctor: &crate::domain::doctor::Doctor,
-    n: usize,
-) -> Result<(), StoreError> {
-    match store.get_schedule(doctor.id).await {
-        // The schedule and its time off are loaded together: both were there already.
-        Ok(_) => {
-            report.already_present += 2;
-            return Ok(());
-        }
-        Err(StoreError::NotFound) => {}
-        Err(e) => return Err(e),
-    }
+/// The `n`th demo doctor's week, in their own zone: weekdays with a lunch break, 20- or 30-minute
+/// consultations (and a 15-minute follow-up for every other doctor), a 10-minute buffer after
+/// every other doctor's visits, two hours' notice and a 90-day horizon. The bench clinic uses
+/// the same shapes, so its slots are as real as the demo's.
+pub(crate) fn schedule_shape(n: usize) -> Option<Schedule> {
     let (morning, afternoon) = if n.is_multiple_of(2) {
         (("09:00", "12:30"), ("13:30", "17:00"))
     } else {
@@ -202,9 +189,27 @@ async fn ensure_schedule(
             minutes: 15,
         });
     }
-    let mut check = crate::domain::FieldCheck::new();
-    let schedule = Schedule::parse(&mut check, &input)
-        .ok_or_else(|| invalid(ValueError("a demo schedule does not validate".into())))?;
+    Schedule::parse(&mut crate::domain::FieldCheck::new(), &input)
+}
+
+/// The doctor's demo week and (only when the schedule is new, so a second load changes
+/// nothing) a day of training two weeks out.
+async fn ensure_schedule(
+    store: &dyn Store,
+    report: &mut DemoReport,
+    doctor: &crate::domain::doctor::Doctor,
+    n: usize,
+) -> Result<(), StoreError> {
+    match store.get_schedule(doctor.id).await {
+        // The schedule and its time off are loaded together: both were there already.
+        Ok(_) => {
+            report.already_present += 2;
+            return Ok(());
+        }
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    let schedule = schedule_shape(n).ok_or_else(|| invalid(ValueError("a demo schedule does not validate".into())))?;
     store.put_schedule(doctor.id, schedule, None).await?;
     report.created += 1;
     let zone = doctor.time_zone.tz();
