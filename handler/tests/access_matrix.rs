@@ -385,7 +385,9 @@ impl Clinic {
         use handler::domain::notification::{Attempt, ReminderOffsets};
         let store = &self.app.state.store;
         // A dispatch kicked by an earlier cell would claim (and send) this row before we do.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !self.app.state.dispatch.is_idle() {
+            assert!(std::time::Instant::now() < deadline, "the background dispatch never ended");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let now = self.app.state.clock.now();

@@ -164,6 +164,18 @@ async fn a_ping_proves_the_endpoint_takes_our_signature_and_sends_nothing() {
     assert_eq!(s.refused, vec!["signature mismatch".to_owned()]);
 }
 
+/// Health is anonymous and every status read counts against the service's limits: a ping's
+/// answer is reused for a while, so probes and strangers cannot spend the sends' allowance.
+#[tokio::test]
+async fn pings_are_reused_for_a_while() {
+    let (server, service) = start_service(vec![], vec![]).await;
+    let mailer = mailer(&server, KEY);
+    for _ in 0..5 {
+        mailer.ping().await.unwrap();
+    }
+    assert_eq!(service.0.lock().unwrap().poll_requests, 1, "one status read for five pings");
+}
+
 #[tokio::test]
 async fn a_ping_fails_when_the_service_fails_or_cannot_be_reached() {
     let (server, _) = start_service(vec![], vec![ResponseTemplate::new(503)]).await;

@@ -102,7 +102,9 @@ impl Clinic {
     /// run once more, and would take what the test's own sweep is meant to take once the clock
     /// moves on.
     async fn quiet(&self) {
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
         while !self.app.state.dispatch.is_idle() {
+            assert!(std::time::Instant::now() < deadline, "the background dispatch never ended");
             tokio::time::sleep(StdDuration::from_millis(5)).await;
         }
     }

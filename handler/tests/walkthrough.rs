@@ -260,3 +260,31 @@ async fn the_key_is_what_lets_the_walkthrough_in() {
     let res = common::client_as(Some("ana.lopez")).get(app.url("/api/me")).send().await.unwrap();
     assert_eq!(res.status(), 401);
 }
+
+/// The patient the walkthrough acts as has history but nothing upcoming in the demo clinic, so
+/// whichever free slot the walkthrough takes, she can book it (a visit of her own at that time
+/// would answer 409 patient_busy, depending on the hour the test runs).
+#[tokio::test]
+async fn the_walkthrough_patient_has_an_open_calendar() {
+    let app = common::TestApp::spawn().await;
+    handler::demo::seed(app.state.store.as_ref(), app.state.records.as_ref()).await.expect("demo clinic");
+    let ana = common::client_as(Some("ana.lopez"));
+    let me: Value = ana.get(app.url("/api/me")).send().await.unwrap().json().await.unwrap();
+    let mine: Value = ana
+        .get(app.url(&format!("/api/appointments?patientId={}&limit=100", me["patientId"])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let starts: Vec<chrono::DateTime<chrono::Utc>> = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| chrono::DateTime::parse_from_rfc3339(a["start"].as_str().unwrap()).unwrap().to_utc())
+        .collect();
+    assert!(!starts.is_empty(), "she has a visit history");
+    assert!(starts.iter().all(|s| *s < now), "nothing upcoming: {starts:?}");
+}

@@ -85,6 +85,8 @@ struct Operation {
     reply: Reply,
     /// Also answers 201 with the same body (a first PUT creates).
     creates_first: bool,
+    /// Answers 503 with its own body (health: which dependency is down), not the error shape.
+    unavailable_with_body: bool,
     /// Failures this operation can answer besides the ones every operation can.
     errors: &'static [u16],
 }
@@ -99,6 +101,7 @@ impl Operation {
             status: 200,
             reply: Reply::Empty,
             creates_first: false,
+            unavailable_with_body: false,
             errors: &[],
         }
     }
@@ -131,6 +134,10 @@ impl Operation {
         self.reply = reply;
         self
     }
+    fn unavailable_with_body(mut self) -> Self {
+        self.unavailable_with_body = true;
+        self
+    }
     fn or_created(mut self) -> Self {
         self.creates_first = true;
         self
@@ -151,7 +158,12 @@ fn operations() -> Vec<((&'static str, &'static str), Operation)> {
             ("OpenApi", "GET"),
             Operation::new("This document (OpenAPI 3.1)").answers(200, Reply::Json(|_| Schema::from(true))),
         ),
-        (("Health", "GET"), Operation::new("Liveness and each dependency's state and latency").ok::<health::Health>()),
+        (
+            ("Health", "GET"),
+            Operation::new("Liveness and each dependency's state and latency")
+                .ok::<health::Health>()
+                .unavailable_with_body(),
+        ),
         (("Me", "GET"), Operation::new("The caller's role and linked patient or doctor").ok::<me::Me<'static>>()),
         (
             ("Specialties", "GET"),
@@ -504,6 +516,11 @@ fn responses(op: &Operation, replies: &mut SchemaGenerator) -> Value {
     if op.status == 201 {
         ok["headers"] = location;
     }
+    let unavailable = op.unavailable_with_body.then(|| {
+        let mut down = ok.clone();
+        down["description"] = json!("The database or record storage is down (the body says which)");
+        down
+    });
     out.insert(op.status.to_string(), ok);
     // A body can be too large or not of the type the operation reads.
     let body_errors: &[u16] = if op.body.is_some() { &[413, 415] } else { &[] };
@@ -512,6 +529,9 @@ fn responses(op: &Operation, replies: &mut SchemaGenerator) -> Value {
     errors.dedup();
     for status in errors {
         out.insert(status.to_string(), json!({ "$ref": format!("#/components/responses/E{status}") }));
+    }
+    if let Some(down) = unavailable {
+        out.insert("503".into(), down);
     }
     Value::Object(out)
 }

@@ -717,6 +717,6 @@ pub async fn put_content(
     let done = finalize(&state, record, body).await?;
     match (done.status, done.reject_reason) {
         (RecordStatus::Rejected, Some(reason)) => Err(ApiError::FileRejected(reason)),
-        _ => Ok(HttpResponse::Created().json(done)),
+        _ => Ok(input::created(format!("/api/records/{}", done.id), &done)),
     }
 }

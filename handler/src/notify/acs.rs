@@ -20,6 +20,9 @@ use super::settings::{AcsAuth, AcsSettings, EmailError};
 use super::{Mailer, Message, SendError, signing};
 
 pub const API_VERSION: &str = "2023-03-31";
+/// How long a health ping's answer is reused: `/api/health` is anonymous, and every status read
+/// counts against the service's request limits, which the sends share.
+pub const PING_TTL: Duration = Duration::from_secs(30);
 const SCOPE: &str = "https://communication.azure.com/.default";
 
 /// How long the client waits on its own before handing a retry back to the ledger.
@@ -58,6 +61,7 @@ pub struct AcsMailer {
     sender: String,
     http: reqwest::Client,
     patience: Patience,
+    last_ping: std::sync::Mutex<Option<(std::time::Instant, Result<(), SendError>)>>,
 }
 
 #[derive(Deserialize)]
@@ -133,7 +137,15 @@ impl AcsMailer {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| client(e.into()))?;
-        Ok(AcsMailer { endpoint, host, auth, sender: sender.to_owned(), http, patience })
+        Ok(AcsMailer {
+            endpoint,
+            host,
+            auth,
+            sender: sender.to_owned(),
+            http,
+            patience,
+            last_ping: std::sync::Mutex::new(None),
+        })
     }
 
     fn body(&self, message: &Message) -> Vec<u8> {
@@ -317,6 +329,23 @@ impl Mailer for AcsMailer {
     /// or a failing service (a 404, typically) shows the endpoint is reachable and takes our
     /// signature or token. Nothing is sent.
     async fn ping(&self) -> Result<(), SendError> {
+        let cached = |guard: &Option<(std::time::Instant, Result<(), SendError>)>| {
+            guard.as_ref().filter(|(at, _)| at.elapsed() < PING_TTL).map(|(_, answer)| answer.clone())
+        };
+        if let Some(answer) = self.last_ping.lock().ok().and_then(|g| cached(&g)) {
+            return answer;
+        }
+        let answer = self.probe().await;
+        if let Ok(mut guard) = self.last_ping.lock() {
+            *guard = Some((std::time::Instant::now(), answer.clone()));
+        }
+        answer
+    }
+}
+
+impl AcsMailer {
+    /// One status read of an operation nobody started (see `ping`).
+    async fn probe(&self) -> Result<(), SendError> {
         let probe = Uuid::new_v4();
         let path = format!("/emails/operations/{probe}?api-version={API_VERSION}");
         let answer = self.request(Method::GET, &path, b"", probe).await?;

@@ -20,12 +20,27 @@ pub struct Outbox {
 
 impl Outbox {
     pub async fn open(dir: &Path, sender: &str) -> Result<Self, EmailError> {
-        tokio::fs::create_dir_all(dir.join(".incoming")).await.map_err(EmailError::Outbox)?;
+        let incoming = dir.join(".incoming");
+        tokio::fs::create_dir_all(&incoming).await.map_err(EmailError::Outbox)?;
+        remove_stale_parts(&incoming).await;
         Ok(Outbox { dir: dir.to_owned(), sender: sender.to_owned() })
     }
 
     pub fn path_of(&self, operation_id: Uuid) -> PathBuf {
         self.dir.join(format!("{operation_id}.eml"))
+    }
+}
+
+/// Half-written files older than an hour: a send cut short (a stop after its grace, a crash)
+/// leaves its `.part` behind; the message itself is sent again under the same name.
+async fn remove_stale_parts(incoming: &Path) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+    let Ok(mut entries) = tokio::fs::read_dir(incoming).await else { return };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let old = entry.metadata().await.ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+        if entry.path().extension().is_some_and(|e| e == "part") && old.is_some_and(|age| age > STALE) {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
     }
 }
 
@@ -189,5 +204,22 @@ mod tests {
         let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(files.len(), 2, "the .eml and the .incoming folder: {files:?}");
         assert_eq!(std::fs::read_dir(dir.path().join(".incoming")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn opening_the_outbox_removes_only_stale_half_written_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let incoming = dir.path().join(".incoming");
+        std::fs::create_dir_all(&incoming).unwrap();
+        let stale = incoming.join("a.1.part");
+        let fresh = incoming.join("b.2.part");
+        for p in [&stale, &fresh] {
+            std::fs::write(p, b"half").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options().write(true).open(&stale).unwrap().set_modified(two_hours_ago).unwrap();
+        Outbox::open(dir.path(), "DoNotReply@portal.localhost").await.unwrap();
+        assert!(!stale.exists(), "a send cut short an hour ago leaves nothing behind");
+        assert!(fresh.exists(), "a write that may still be under way is left alone");
     }
 }

@@ -43,7 +43,7 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SendError {
     /// Worth trying again later (throttled, unavailable, timed out, still running): `after`
     /// is the service's `Retry-After` when it gave one.

@@ -29,7 +29,8 @@ const PARALLEL: usize = 4;
 /// Rows one dispatch after an API call takes (what a few changes just wrote).
 const KICK_BATCH: u32 = 50;
 /// How long sends under way may finish once the process is stopping (the default of
-/// `NotifySettings::send_grace`). Within the handler's 20 s stop window.
+/// `NotifySettings::send_grace`): well inside the 20 s the whole stop may take
+/// (`lifecycle::BACKGROUND_BOUND`), so the releases that follow are written in time.
 pub const SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -111,6 +112,8 @@ async fn attempt_unless_stopped(state: &AppState, row: &Notification, now: DateT
         tokio::time::sleep(state.notify.send_grace).await;
     };
     tokio::select! {
+        // An attempt that has ended counts, even if the grace ran out at the same moment.
+        biased;
         attempt = attempt(state, row, now) => Some(attempt),
         () = grace_over => None,
     }
