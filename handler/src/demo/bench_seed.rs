@@ -27,7 +27,7 @@ use chrono_tz::Tz;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
 
 use crate::domain::appointment::new_ical_uid;
-use crate::domain::audit::{Action, Entry, Outcome};
+use crate::domain::audit::{Action, Entry};
 use crate::domain::doctor::NewDoctor;
 use crate::domain::doctor_schedule::Schedule;
 use crate::domain::schedule::{Availability, Interval, SlotRules, WeeklyHours, free_slots};
@@ -207,17 +207,7 @@ fn subject_of(raw: &str) -> Result<Subject, SeedError> {
 }
 
 fn system_entry(action: Action, resource_type: &str) -> Entry {
-    Entry {
-        occurred_at: time::now(),
-        request_id: "bench-seed".into(),
-        actor: None,
-        actor_role: "system".into(),
-        action,
-        resource_type: resource_type.into(),
-        resource_id: None,
-        patient_id: None,
-        outcome: Outcome::Success,
-    }
+    Entry::by_system("bench-seed", action, resource_type, time::now())
 }
 
 /// Refuses a file that already holds a clinic unless `force`, which removes it (with its WAL

@@ -9,7 +9,7 @@ mod records;
 use chrono::{Duration, NaiveDate};
 
 use crate::domain::appointment::{AppointmentFilter, Booked, ChangePolicy, NewAppointment, Status, Transition};
-use crate::domain::audit::{Action, Entry, Outcome};
+use crate::domain::audit::{Action, Entry};
 use crate::domain::doctor::{DoctorFilter, NewDoctor};
 use crate::domain::doctor_schedule::{
     AppointmentTypeInput, NewTimeOff, RangeInput, Schedule, ScheduleInput, TimeOffReason,
@@ -31,17 +31,7 @@ pub const DEMO_ADMIN: &str = "dev-admin";
 pub const DEMO_STAFF: &str = "dev-staff";
 
 fn system_entry(action: Action, resource_type: &str) -> Entry {
-    Entry {
-        occurred_at: time::now(),
-        request_id: "demo-seed".into(),
-        actor: None,
-        actor_role: "system".into(),
-        action,
-        resource_type: resource_type.into(),
-        resource_id: None,
-        patient_id: None,
-        outcome: Outcome::Success,
-    }
+    Entry::by_system("demo-seed", action, resource_type, time::now())
 }
 
 async fn ensure_user(

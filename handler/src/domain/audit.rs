@@ -120,6 +120,22 @@ pub struct Event {
 }
 
 impl Entry {
+    /// A successful change the system makes on its own, not for a caller (demo and bench
+    /// loads); `request_id` names the run.
+    pub fn by_system(request_id: &str, action: Action, resource_type: &str, at: DateTime<Utc>) -> Entry {
+        Entry {
+            occurred_at: at,
+            request_id: request_id.to_owned(),
+            actor: None,
+            actor_role: "system".into(),
+            action,
+            resource_type: resource_type.to_owned(),
+            resource_id: None,
+            patient_id: None,
+            outcome: Outcome::Success,
+        }
+    }
+
     /// SHA-256 (hex) over the previous hash and every field, each length-prefixed so no two
     /// different rows can serialise the same.
     pub fn chain_hash(&self, prev_hash: &str) -> String {
