@@ -130,12 +130,14 @@ async fn run(command: Command, mut settings: Settings) -> Result<(), String> {
                 settings.identity.dev_identity = true;
             }
             let store = store::open_for_serving(&settings.database).await.map_err(|e| chain(&e))?;
+            let records = handler::blobs::open(&settings.records.storage)
+                .await
+                .map_err(|e| chain(&handler::startup::StartupError::from(e)))?;
             if demo_data {
-                let records = handler::blobs::open(&settings.records.storage).await.map_err(|e| chain(&e))?;
                 let report = demo::seed(store.as_ref(), records.as_ref()).await.map_err(|e| chain(&e))?;
                 tracing::info!(created = report.created, already_present = report.already_present, "demo data loaded");
             }
-            let app = Application::build_with_store(settings, store.clone()).await.map_err(|e| chain(&e))?;
+            let app = Application::build_with_parts(settings, store.clone(), records).await.map_err(|e| chain(&e))?;
             tracing::info!(port = app.port(), mode = app.state.mode_name(), "listening");
             // Connect (and, for SQL Server, migrate) now rather than on the first request, but
             // after listening, so the host's readiness probe never waits on the database.

@@ -86,6 +86,16 @@ impl Application {
     }
 
     pub async fn build_with_store(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
+        let records = crate::blobs::open(&settings.records.storage).await?;
+        Self::build_with_parts(settings, store, records).await
+    }
+
+    /// Over a store and record storage already open (`serve --demo-data` seeds them first).
+    pub async fn build_with_parts(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        records: Arc<dyn crate::blobs::RecordStorage>,
+    ) -> Result<Self, StartupError> {
         let address = match settings.mode {
             // The host calls 127.0.0.1; loopback is all it needs.
             RunMode::FunctionsHost { port } => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
@@ -109,7 +119,7 @@ impl Application {
             started: Instant::now(),
             clock: Default::default(),
             booking: settings.booking,
-            records: crate::blobs::open(&settings.records.storage).await?,
+            records,
             record_limits: settings.records.clone(),
             mailer: crate::notify::open(&settings.notify.email).await?,
             notify: settings.notify.clone(),

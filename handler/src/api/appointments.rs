@@ -331,13 +331,7 @@ pub async fn list(
         .check_opt("status", q.status.as_deref(), |raw| input::comma_list(raw, Status::parse))
         .flatten()
         .unwrap_or_default();
-    let mut from = check.check_opt("from", q.from.as_deref(), parse_instant).flatten();
-    let mut to = check.check_opt("to", q.to.as_deref(), parse_instant).flatten();
-    if let (Some(f), Some(t)) = (from, to)
-        && t <= f
-    {
-        check.fail("to", "must be after from");
-    }
+    let (mut from, mut to) = input::optional_period(&mut check, q.from.as_deref(), q.to.as_deref(), parse_instant);
     let date = check
         .check_opt("date", q.date.as_deref(), |s| {
             NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ValueError("must be a date (YYYY-MM-DD)".into()))

@@ -46,13 +46,7 @@ pub async fn list(
             PatientId::parse(s).ok_or(ValueError("must be a patient id".into()))
         })
         .flatten();
-    let from = check.check_opt("from", q.from.as_deref(), instant).flatten();
-    let to = check.check_opt("to", q.to.as_deref(), instant).flatten();
-    if let (Some(f), Some(t)) = (from, to)
-        && t <= f
-    {
-        check.fail("to", "must be after from");
-    }
+    let (from, to) = input::optional_period(&mut check, q.from.as_deref(), q.to.as_deref(), instant);
     input::finish(check, || Some(()))?;
     let entry = caller.audit(Action::AuditExport, "audit", None, patient_id, Outcome::Success);
     state.store.append_audit(vec![entry]).await?;

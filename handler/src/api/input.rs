@@ -3,6 +3,7 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::header;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::audit::Outcome;
@@ -37,6 +38,24 @@ pub fn audit_outcome<T>(result: &Result<T, StoreError>) -> Outcome {
 }
 
 /// `limit` and `cursor` query parameters.
+/// An optional `from`/`to` filter: each parsed with `parse` when given, and `to` after `from`
+/// when both are.
+pub fn optional_period(
+    check: &mut FieldCheck,
+    from: Option<&str>,
+    to: Option<&str>,
+    parse: fn(&str) -> Result<DateTime<Utc>, ValueError>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let from = check.check_opt("from", from, parse).flatten();
+    let to = check.check_opt("to", to, parse).flatten();
+    if let (Some(f), Some(t)) = (from, to)
+        && t <= f
+    {
+        check.fail("to", "must be after from");
+    }
+    (from, to)
+}
+
 pub fn page(check: &mut FieldCheck, limit: Option<&str>, cursor: Option<&str>) -> PageRequest {
     let limit = check
         .check_opt("limit", limit, PageRequest::parse_limit)

@@ -451,13 +451,7 @@ pub async fn list(
         .check_opt("status", q.status.as_deref(), |raw| input::comma_list(raw, listable_status))
         .flatten()
         .unwrap_or_default();
-    let from = check.check_opt("from", q.from.as_deref(), parse_instant).flatten();
-    let to = check.check_opt("to", q.to.as_deref(), parse_instant).flatten();
-    if let (Some(f), Some(t)) = (from, to)
-        && t <= f
-    {
-        check.fail("to", "must be after from");
-    }
+    let (from, to) = input::optional_period(&mut check, q.from.as_deref(), q.to.as_deref(), parse_instant);
     let limit = check
         .check_opt("limit", q.limit.as_deref(), PageRequest::parse_limit)
         .flatten()

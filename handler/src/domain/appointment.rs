@@ -94,7 +94,13 @@ impl Status {
 /// The SQL condition (both dialects) for "occupies its slot at `@now`", over an unqualified
 /// appointments row and one parameter placeholder for now.
 pub fn live_sql(now_param: &str) -> String {
-    format!("(status IN ('booked', 'checked-in') OR (status = 'pending' AND hold_expires_at > {now_param}))")
+    live_sql_over("status", now_param)
+}
+
+/// [`live_sql`] over another expression for the status column (SQLite's `+status`, which keeps
+/// the term off the indexes).
+pub fn live_sql_over(status: &str, now_param: &str) -> String {
+    format!("({status} IN ('booked', 'checked-in') OR ({status} = 'pending' AND hold_expires_at > {now_param}))")
 }
 
 /// Why an appointment was cancelled: codes, never free text, so no clinical detail lands here.

@@ -93,8 +93,8 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Whether no dispatch is running or asked for: what a caller waits on before it works on
-    /// notification rows itself (a test, or shutdown releasing leases).
+    /// Whether no dispatch is running or asked for: what a test waits on before it works on
+    /// notification rows itself.
     pub fn is_idle(&self) -> bool {
         !self.running.load(Ordering::SeqCst) && !self.again.load(Ordering::SeqCst)
     }

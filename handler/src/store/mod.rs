@@ -401,6 +401,19 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Walks the whole audit chain in id order and reports the first broken link.
+/// Whether `current` may be soft-deleted at version `expected`, asked by both stores under the
+/// row's lock before their compare-and-swap: an upload still pending cannot be (its file may
+/// yet arrive), and the version must be the current one.
+pub fn check_deletable(current: &MedicalRecord, expected: i64) -> Result<(), StoreError> {
+    if current.status == crate::domain::record::RecordStatus::Pending {
+        return Err(StoreError::Refused(crate::domain::appointment::Refusal::IllegalTransition));
+    }
+    if current.version != expected {
+        return Err(StoreError::StaleVersion);
+    }
+    Ok(())
+}
+
 pub async fn verify_audit_chain(store: &dyn Store) -> Result<crate::domain::audit::Verification, StoreError> {
     let mut verifier = crate::domain::audit::Verifier::default();
     let mut page = PageRequest { after: 0, limit: crate::domain::page::MAX_LIMIT };

@@ -8,7 +8,6 @@ use tiberius::Row;
 use super::appointments::{at, changed};
 use super::conn::MssqlConn;
 use super::{audit, rows, sql};
-use crate::domain::appointment::Refusal;
 use crate::domain::audit::Entry;
 use crate::domain::file_kind::{ContentKind, FileName};
 use crate::domain::record::{
@@ -188,12 +187,7 @@ pub async fn delete(
     let (mode, owner) = scope.sql_params();
     let current =
         from_row(&c.row(sql::RECORD_GET_FOR_UPDATE, &[&id.get(), &mode, &owner]).await?.ok_or(StoreError::NotFound)?)?;
-    if current.status == RecordStatus::Pending {
-        return Err(StoreError::Refused(Refusal::IllegalTransition));
-    }
-    if current.version != expected {
-        return Err(StoreError::StaleVersion);
-    }
+    crate::store::check_deletable(&current, expected)?;
     let n = changed(c, sql::RECORD_DELETE, &[&reason.as_str(), &at(now), &id.get(), &expected]).await?;
     if n != 1 {
         return Err(StoreError::StaleVersion);

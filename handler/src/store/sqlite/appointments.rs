@@ -14,7 +14,7 @@ use super::{audit, map_error, notifications, rows, waitlist};
 use crate::domain::appointment::{
     Appointment, AppointmentCursor, AppointmentFilter, Booked, CancelReason, ChangePolicy, FreedSlot, HoldSweep,
     IDEMPOTENCY_TTL, IdempotencyKey, MAX_BLOCK, NewAppointment, NewRow, Refusal, Reschedule, Status, Transition,
-    live_sql, new_ical_uid, system_audit,
+    live_sql_over, new_ical_uid, system_audit,
 };
 use crate::domain::audit::{Action, Entry};
 use crate::domain::notification::{NotificationKind, owed};
@@ -38,7 +38,7 @@ pub fn scope_sql(mode: u8, owner: u8) -> String {
 /// booking in the clinic instead of walking the one doctor's or patient's range; 40x slower
 /// per slot search on a million appointments.
 fn live(now_param: &str) -> String {
-    live_sql(now_param).replace("status", "+status")
+    live_sql_over("+status", now_param)
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Appointment> {

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{audit, map_error, rows};
-use crate::domain::appointment::Refusal;
 use crate::domain::audit::Entry;
 use crate::domain::file_kind::{ContentKind, FileName};
 use crate::domain::record::{
@@ -238,12 +237,7 @@ pub fn delete(
     mut audit_entry: Entry,
 ) -> Result<MedicalRecord, StoreError> {
     let current = get(c, id, scope)?;
-    if current.status == RecordStatus::Pending {
-        return Err(StoreError::Refused(Refusal::IllegalTransition));
-    }
-    if current.version != expected {
-        return Err(StoreError::StaleVersion);
-    }
+    crate::store::check_deletable(&current, expected)?;
     let n = c
         .prepare_cached(
             "UPDATE medical_records SET status = 'deleted', delete_reason = ?1, updated_at = ?2, version = version + 1
